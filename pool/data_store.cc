@@ -1,0 +1,191 @@
+#include "pool/data_store.h"
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <cstring>
+#include <vector>
+
+namespace thinsim {
+
+namespace {
+
+std::string ErrnoText(const std::string& what) { return what + ": " + std::strerror(errno); }
+
+// Memory pool: one anonymous mapping reserved large enough to grow into, so
+// that a block's address never changes and I/O needs no lookup or lock.
+// Only the first nr_blocks are readable and writable; Grow() opens more.
+class MemoryStore final : public DataStore {
+ public:
+  MemoryStore(uint32_t block_size, uint8_t* base, uint64_t reserved_bytes, uint64_t nr_blocks)
+      : DataStore(block_size), base_(base), reserved_bytes_(reserved_bytes), nr_blocks_(nr_blocks) {}
+  ~MemoryStore() override { munmap(base_, reserved_bytes_); }
+
+  Status Read(dblock_t b, uint32_t offset, void* buf, uint32_t len) override {
+    std::memcpy(buf, At(b) + offset, len);
+    return Status::OK();
+  }
+  Status Write(dblock_t b, uint32_t offset, const void* buf, uint32_t len) override {
+    std::memcpy(At(b) + offset, buf, len);
+    return Status::OK();
+  }
+  Status Zero(dblock_t b, uint32_t offset, uint32_t len) override {
+    std::memset(At(b) + offset, 0, len);
+    return Status::OK();
+  }
+  Status Copy(dblock_t from, dblock_t to) override {
+    std::memcpy(At(to), At(from), block_size());
+    return Status::OK();
+  }
+  Status Discard(dblock_t b) override {
+    // MADV_DONTNEED on private anonymous memory frees the pages and makes
+    // them read as zero. block_size is a multiple of the page size.
+    if (madvise(At(b), block_size(), MADV_DONTNEED) != 0) {
+      return Status::IOError(ErrnoText("madvise"));
+    }
+    return Status::OK();
+  }
+  Status Grow(uint64_t nr_blocks) override {
+    uint64_t old_bytes = nr_blocks_ * block_size();
+    uint64_t new_bytes = nr_blocks * block_size();
+    if (new_bytes > reserved_bytes_) {
+      return Status::Unsupported("an in-memory pool can grow to at most " +
+                                 std::to_string(reserved_bytes_) +
+                                 " bytes in one run; restart with a larger size=");
+    }
+    if (new_bytes > old_bytes &&
+        mprotect(base_ + old_bytes, new_bytes - old_bytes, PROT_READ | PROT_WRITE) != 0) {
+      return Status::IOError(ErrnoText("mprotect"));
+    }
+    nr_blocks_ = nr_blocks;
+    return Status::OK();
+  }
+  Status Flush() override { return Status::OK(); }
+
+ private:
+  uint8_t* At(dblock_t b) const { return base_ + static_cast<uint64_t>(b) * block_size(); }
+
+  uint8_t* const base_;
+  const uint64_t reserved_bytes_;
+  std::atomic<uint64_t> nr_blocks_;
+};
+
+class FileStore final : public DataStore {
+ public:
+  FileStore(uint32_t block_size, int fd) : DataStore(block_size), fd_(fd) {}
+  ~FileStore() override { close(fd_); }
+
+  Status Read(dblock_t b, uint32_t offset, void* buf, uint32_t len) override {
+    return FullIo(false, buf, len, Pos(b) + offset);
+  }
+  Status Write(dblock_t b, uint32_t offset, const void* buf, uint32_t len) override {
+    return FullIo(true, const_cast<void*>(buf), len, Pos(b) + offset);
+  }
+  Status Zero(dblock_t b, uint32_t offset, uint32_t len) override {
+    if (fallocate(fd_, FALLOC_FL_ZERO_RANGE, Pos(b) + offset, len) == 0) return Status::OK();
+    std::vector<uint8_t> zeroes(len, 0);
+    return Write(b, offset, zeroes.data(), len);
+  }
+  Status Copy(dblock_t from, dblock_t to) override {
+    std::vector<uint8_t> buf(block_size());
+    THINSIM_RETURN_IF_ERROR(Read(from, 0, buf.data(), block_size()));
+    return Write(to, 0, buf.data(), block_size());
+  }
+  Status Discard(dblock_t b) override {
+    if (fallocate(fd_, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, Pos(b), block_size()) == 0) {
+      return Status::OK();
+    }
+    return Zero(b, 0, block_size());
+  }
+  Status Grow(uint64_t nr_blocks) override {
+    if (ftruncate(fd_, static_cast<off_t>(nr_blocks * block_size())) != 0) {
+      return Status::IOError(ErrnoText("ftruncate data file"));
+    }
+    return Status::OK();
+  }
+  Status Flush() override {
+    if (fdatasync(fd_) != 0) return Status::IOError(ErrnoText("fdatasync data file"));
+    return Status::OK();
+  }
+
+ private:
+  off_t Pos(dblock_t b) const { return static_cast<off_t>(b) * block_size(); }
+
+  Status FullIo(bool write, void* buf, size_t len, off_t pos) {
+    auto* p = static_cast<uint8_t*>(buf);
+    while (len > 0) {
+      ssize_t n = write ? pwrite(fd_, p, len, pos) : pread(fd_, p, len, pos);
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0) return Status::IOError(ErrnoText(write ? "write data file" : "read data file"));
+      if (n == 0) {  // reading past the end of a short file: zeroes
+        std::memset(p, 0, len);
+        return Status::OK();
+      }
+      p += n;
+      pos += n;
+      len -= static_cast<size_t>(n);
+    }
+    return Status::OK();
+  }
+
+  const int fd_;
+};
+
+class NullStore final : public DataStore {
+ public:
+  explicit NullStore(uint32_t block_size) : DataStore(block_size) {}
+  Status Read(dblock_t, uint32_t, void* buf, uint32_t len) override {
+    std::memset(buf, 0, len);
+    return Status::OK();
+  }
+  Status Write(dblock_t, uint32_t, const void*, uint32_t) override { return Status::OK(); }
+  Status Zero(dblock_t, uint32_t, uint32_t) override { return Status::OK(); }
+  Status Copy(dblock_t, dblock_t) override { return Status::OK(); }
+  Status Discard(dblock_t) override { return Status::OK(); }
+  Status Grow(uint64_t) override { return Status::OK(); }
+  Status Flush() override { return Status::OK(); }
+};
+
+// How much address space a memory pool reserves for growing: room for the
+// pool to grow fourfold, at least 1 TiB, but never more than 64 TiB (half of
+// the x86-64 user address space).
+uint64_t MemoryReservation(uint64_t bytes) {
+  constexpr uint64_t kTiB = 1ull << 40;
+  uint64_t want = std::max(bytes * 4, kTiB);
+  return std::max(bytes, std::min(want, 64 * kTiB));
+}
+
+}  // namespace
+
+Status NewMemoryStore(uint32_t block_size, uint64_t nr_blocks, std::unique_ptr<DataStore>* out) {
+  uint64_t bytes = nr_blocks * block_size;
+  uint64_t reserved = MemoryReservation(bytes);
+  // PROT_NONE + MAP_NORESERVE reserves address space only; pages are
+  // committed when first touched.
+  void* base = mmap(nullptr, reserved, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  if (base == MAP_FAILED) return Status::IOError(ErrnoText("mmap of the in-memory pool"));
+  auto store = std::make_unique<MemoryStore>(block_size, static_cast<uint8_t*>(base), reserved, 0);
+  THINSIM_RETURN_IF_ERROR(store->Grow(nr_blocks));
+  *out = std::move(store);
+  return Status::OK();
+}
+
+Status OpenFileStore(const std::string& path, uint32_t block_size, uint64_t nr_blocks,
+                     std::unique_ptr<DataStore>* out) {
+  int fd = open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  if (fd < 0) return Status::IOError(ErrnoText("open " + path));
+  auto store = std::make_unique<FileStore>(block_size, fd);
+  THINSIM_RETURN_IF_ERROR(store->Grow(nr_blocks));
+  *out = std::move(store);
+  return Status::OK();
+}
+
+std::unique_ptr<DataStore> NewNullStore(uint32_t block_size) {
+  return std::make_unique<NullStore>(block_size);
+}
+
+}  // namespace thinsim

@@ -1,0 +1,143 @@
+// Mapping: a volume's vblock -> dblock table, shared copy-on-write between a
+// volume and its snapshots.
+//
+// The table is an array of Chunks, each mapping kChunkSize consecutive
+// vblocks. An absent chunk means 64 unmapped vblocks. A Chunk stores a
+// bitmap of mapped vblocks and a packed array of only the mapped dblocks
+// (entry i lives at index popcount(mapped & ((1 << i) - 1))), so it costs
+// 4 bytes per mapped vblock plus a small header.
+//
+// Snapshots share chunks: MappingTable::Clone() copies the array of chunk
+// pointers and counts one more reference on each chunk, so a snapshot costs
+// O(vblocks / 64) pointer copies and no per-block work. The first change to
+// a shared chunk through one table copies the chunk for that table
+// (Unshare), and the copy adds one reference to each dblock it maps, as
+// dm-thin's btree shadowing increments a node's children.
+//
+// Ownership arithmetic used by the pool: a dblock's reference count in the
+// SpaceMap is the number of chunk objects that map it; the number of
+// volumes that own it is the sum of those chunks' `refs`. Sharing only ever
+// arises from snapshots, so every owner maps a dblock at the same vblock.
+//
+// Thread safety: not thread-safe; the pool's metadata lock guards every
+// table and chunk.
+#ifndef THINSIM_POOL_MAPPING_H_
+#define THINSIM_POOL_MAPPING_H_
+
+#include <bit>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "pool/space_map.h"
+#include "pool/types.h"
+
+namespace thinsim {
+
+inline constexpr uint32_t kChunkShift = 6;
+inline constexpr uint32_t kChunkSize = 1u << kChunkShift;
+
+class Chunk {
+ public:
+  Chunk() = default;
+  Chunk(const Chunk&) = delete;
+  Chunk& operator=(const Chunk&) = delete;
+
+  bool mapped(uint32_t i) const { return (mapped_ >> i) & 1; }
+  bool provisioned(uint32_t i) const { return (provisioned_ >> i) & 1; }
+  // REQUIRES: mapped(i).
+  dblock_t dblock(uint32_t i) const { return dblocks_[Rank(i)]; }
+  uint32_t nr_mapped() const { return std::popcount(mapped_); }
+  uint32_t nr_provisioned() const { return std::popcount(provisioned_); }
+  bool empty() const { return mapped_ == 0; }
+
+  // Maps or remaps entry i. A provisioned entry must be mapped.
+  void Set(uint32_t i, dblock_t b, bool provisioned);
+  // REQUIRES: mapped(i).
+  void SetProvisioned(uint32_t i, bool provisioned);
+  // REQUIRES: mapped(i).
+  void Clear(uint32_t i);
+
+  // Calls fn(i, dblock, provisioned) for each mapped entry in order.
+  template <typename Fn>
+  void ForEach(Fn fn) const {
+    uint32_t rank = 0;
+    for (uint64_t m = mapped_; m != 0; m &= m - 1) {
+      uint32_t i = std::countr_zero(m);
+      fn(i, dblocks_[rank++], provisioned(i));
+    }
+  }
+
+  uint32_t refs() const { return refs_; }
+  void Ref() { ++refs_; }
+  // Returns true when this was the last reference; the caller deletes.
+  bool Unref() { return --refs_ == 0; }
+
+  // A private copy with refs() == 1. Does not touch dblock counts.
+  std::unique_ptr<Chunk> Copy() const;
+
+  // Heap bytes this chunk uses, for the memory benchmark.
+  size_t MemoryUsage() const;
+
+ private:
+  uint32_t Rank(uint32_t i) const { return std::popcount(mapped_ & ((uint64_t{1} << i) - 1)); }
+  void Reserve(uint32_t n);
+
+  uint64_t mapped_ = 0;
+  uint64_t provisioned_ = 0;
+  uint32_t refs_ = 1;
+  uint32_t capacity_ = 0;
+  std::unique_ptr<dblock_t[]> dblocks_;
+};
+
+class MappingTable {
+ public:
+  explicit MappingTable(vblock_t nr_vblocks);
+  ~MappingTable();
+  MappingTable(const MappingTable&) = delete;
+  MappingTable& operator=(const MappingTable&) = delete;
+
+  vblock_t nr_vblocks() const { return nr_vblocks_; }
+  size_t nr_chunks() const { return chunks_.size(); }
+
+  struct Entry {
+    dblock_t dblock = kNoDblock;  // kNoDblock: unmapped
+    bool provisioned = false;
+    bool chunk_shared = false;    // the chunk is also another table's
+  };
+  Entry Lookup(vblock_t vb) const;
+
+  // A table sharing every chunk of this one.
+  std::unique_ptr<MappingTable> Clone() const;
+
+  // The chunk holding vb, private to this table: a shared chunk is copied
+  // first (each dblock it maps gets one more reference in `sm`), an absent
+  // one is created.
+  Chunk& MutableChunk(vblock_t vb, SpaceMap* sm);
+
+  // Raw access to chunk slots for whole-table walks (delete, counters).
+  const Chunk* chunk(size_t index) const { return chunks_[index]; }
+  // Drops the table's reference to slot `index` and empties the slot.
+  // Returns the chunk if this was its last reference (caller deletes), else
+  // nullptr.
+  std::unique_ptr<Chunk> DetachChunk(size_t index);
+  // Deletes a chunk slot's chunk if it maps nothing, to save memory.
+  void DropIfEmpty(vblock_t vb);
+
+  // Changes the number of vblocks. REQUIRES: when shrinking, nothing at or
+  // beyond new_nr_vblocks is mapped.
+  void Resize(vblock_t new_nr_vblocks);
+
+  // Heap bytes of the table and of the chunks it references, counting a
+  // shared chunk in full.
+  size_t MemoryUsage() const;
+
+ private:
+  vblock_t nr_vblocks_;
+  std::vector<Chunk*> chunks_;  // owned through Chunk::refs
+};
+
+}  // namespace thinsim
+
+#endif  // THINSIM_POOL_MAPPING_H_

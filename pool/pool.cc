@@ -1,0 +1,543 @@
+// Pool: construction, the control plane and the counter bookkeeping shared
+// by every mapping change. The data plane is in pool_io.cc.
+#include "pool/pool.h"
+
+#include <fcntl.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cassert>
+#include <cerrno>
+#include <cstring>
+#include <mutex>
+#include <set>
+
+#include "pool/data_store.h"
+#include "pool/sizes.h"
+#include "pool/space_map.h"
+#include "pool/volume.h"
+
+namespace thinsim {
+
+namespace {
+
+// The chunk-pointer array costs 8 bytes per 64 vblocks; cap it at 256 MiB.
+constexpr vblock_t kMaxVolumeBlocks = vblock_t{1} << 31;
+
+Status ValidateBlockSize(uint32_t bs) {
+  if (bs < kMinBlockSize || bs > kMaxBlockSize || (bs & (bs - 1)) != 0) {
+    return Status::Invalid("block-size must be a power of two from 4K to 1G, got " +
+                           std::to_string(bs));
+  }
+  return Status::OK();
+}
+
+Status PoolBlocks(uint64_t size, uint32_t bs, uint64_t* out) {
+  uint64_t n = size / bs;
+  if (n == 0) {
+    return Status::Invalid("size " + std::to_string(size) + " is smaller than one block (" +
+                           FormatSize(bs) + ")");
+  }
+  if (n > kMaxPoolBlocks) {
+    return Status::Invalid("size is too large: a pool holds at most 2^32-2 blocks of " +
+                           FormatSize(bs));
+  }
+  *out = n;
+  return Status::OK();
+}
+
+// Takes DIR/lock so that two servers never open one pool.
+Status LockPoolDir(const std::string& dir, int* fd_out) {
+  if (mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST) {
+    return Status::IOError("cannot create pool directory " + dir + ": " + std::strerror(errno));
+  }
+  std::string path = dir + "/lock";
+  int fd = open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  if (fd < 0) return Status::IOError("cannot open " + path + ": " + std::strerror(errno));
+  if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+    close(fd);
+    return Status::Busy("pool " + dir + " is in use by another process");
+  }
+  *fd_out = fd;
+  return Status::OK();
+}
+
+Status OpenDirStore(const PoolOptions& o, uint64_t nr_blocks, std::unique_ptr<DataStore>* out) {
+  std::string data = o.dir + "/data";
+  struct stat st;
+  if (stat(data.c_str(), &st) == 0 && st.st_size > 0) {
+    return Status::Unsupported(
+        data + " holds an earlier pool, but this build keeps metadata in memory only and cannot "
+               "reopen it (persistent metadata is not implemented yet); remove it or use another "
+               "pool=DIR");
+  }
+  return OpenFileStore(data, o.block_size, nr_blocks, out);
+}
+
+}  // namespace
+
+// ---- Construction -----------------------------------------------------------
+
+Status Pool::Open(const PoolOptions& o, std::unique_ptr<Pool>* out) {
+  THINSIM_RETURN_IF_ERROR(ValidateBlockSize(o.block_size));
+  uint64_t nr_blocks;
+  THINSIM_RETURN_IF_ERROR(PoolBlocks(o.size, o.block_size, &nr_blocks));
+  if (o.low_water_percent > 100) return Status::Invalid("low-water must be 0-100 percent");
+
+  std::unique_ptr<DataStore> store;
+  int lock_fd = -1;
+  if (o.null_data) {
+    store = NewNullStore(o.block_size);
+  } else if (o.dir.empty()) {
+    THINSIM_RETURN_IF_ERROR(NewMemoryStore(o.block_size, nr_blocks, &store));
+  } else {
+    THINSIM_RETURN_IF_ERROR(LockPoolDir(o.dir, &lock_fd));
+    Status s = OpenDirStore(o, nr_blocks, &store);
+    if (!s.ok()) {
+      close(lock_fd);
+      return s;
+    }
+  }
+  out->reset(new Pool(o, std::move(store), lock_fd));
+  (*out)->space_map_ = std::make_unique<SpaceMap>(nr_blocks);
+  return Status::OK();
+}
+
+Pool::Pool(const PoolOptions& options, std::unique_ptr<DataStore> store, int lock_fd)
+    : block_size_(options.block_size), options_(options), store_(std::move(store)),
+      lock_fd_(lock_fd) {}
+
+Pool::~Pool() {
+  volumes_.clear();
+  if (lock_fd_ >= 0) close(lock_fd_);
+}
+
+// ---- Queries ----------------------------------------------------------------
+
+Volume* Pool::FindLocked(std::string_view name) const {
+  auto it = names_.find(name);
+  if (it == names_.end()) return nullptr;
+  return volumes_.at(it->second).get();
+}
+
+VolumeInfo Pool::InfoLocked(const Volume& v) const {
+  VolumeInfo info;
+  info.name = v.name;
+  info.size = v.size;
+  info.strategy = v.strategy;
+  info.active = v.writable_connections > 0 || v.pinned;
+  info.read_only = v.read_only;
+  auto origin = volumes_.find(v.origin_id);
+  if (origin != volumes_.end()) info.origin = origin->second->name;
+  info.mapped_blocks = v.nr_mapped;
+  info.exclusive_blocks = v.nr_exclusive;
+  info.shared_blocks = v.nr_mapped - v.nr_exclusive;
+  info.provisioned_blocks = v.nr_provisioned;
+  info.reserved_blocks = 0;  // every volume is `none` until reservations land
+  info.connections = v.connections;
+  info.writable_connections = v.writable_connections;
+  info.pinned = v.pinned;
+  return info;
+}
+
+PoolInfo Pool::QueryPool() const {
+  std::shared_lock lock(meta_mu_);
+  PoolInfo info;
+  info.block_size = block_size_;
+  info.total_blocks = space_map_->nr_blocks();
+  info.used_blocks = space_map_->nr_used();
+  info.free_blocks = space_map_->nr_free();
+  info.reserved_blocks = 0;
+  info.mode = mode_;
+  info.when_full = options_.when_full;
+  info.low_water_percent = options_.low_water_percent;
+  info.nr_volumes = volumes_.size();
+  info.persistent = !options_.dir.empty();
+  return info;
+}
+
+Status Pool::QueryVolume(std::string_view name, VolumeInfo* out) const {
+  std::shared_lock lock(meta_mu_);
+  Volume* v = FindLocked(name);
+  if (v == nullptr) return Status::NotFound("no volume named '" + std::string(name) + "'");
+  *out = InfoLocked(*v);
+  return Status::OK();
+}
+
+std::vector<VolumeInfo> Pool::QueryVolumes() const {
+  std::shared_lock lock(meta_mu_);
+  std::vector<VolumeInfo> out;
+  for (const auto& [id, v] : volumes_) out.push_back(InfoLocked(*v));
+  return out;
+}
+
+std::string Pool::DefaultVolumeName() const {
+  std::shared_lock lock(meta_mu_);
+  return volumes_.empty() ? std::string() : volumes_.begin()->second->name;
+}
+
+size_t Pool::MetadataMemoryUsage() const {
+  std::shared_lock lock(meta_mu_);
+  size_t bytes = space_map_->nr_blocks() * sizeof(uint32_t);
+  for (const auto& [id, v] : volumes_) bytes += sizeof(Volume) + v->map->MemoryUsage();
+  return bytes;
+}
+
+// ---- Volume life cycle --------------------------------------------------------
+
+namespace {
+
+Status ValidateVolumeSize(uint64_t size, uint32_t bs) {
+  if (size == 0 || size % kSectorSize != 0) {
+    return Status::Invalid("volume size must be a positive multiple of 512 bytes, got " +
+                           std::to_string(size));
+  }
+  if (size > kMaxVolumeSize || (size + bs - 1) / bs > kMaxVolumeBlocks) {
+    return Status::Invalid("volume size " + FormatSize(size) + " is too large: at most 2^31 blocks of " +
+                           FormatSize(bs));
+  }
+  return Status::OK();
+}
+
+Status CheckStrategy(Strategy s) {
+  if (s != Strategy::kNone) {
+    return Status::Unsupported("reservation strategy '" + std::string(StrategyName(s)) +
+                               "' is not implemented yet; this build supports only 'none'");
+  }
+  return Status::OK();
+}
+
+vblock_t BlocksFor(uint64_t bytes, uint32_t bs) { return (bytes + bs - 1) / bs; }
+
+}  // namespace
+
+Status Pool::CreateVolume(std::string_view name, uint64_t size, std::optional<Strategy> strategy) {
+  THINSIM_RETURN_IF_ERROR(ValidateVolumeName(name));
+  THINSIM_RETURN_IF_ERROR(ValidateVolumeSize(size, block_size_));
+  Strategy s = strategy.value_or(options_.default_strategy);
+  THINSIM_RETURN_IF_ERROR(CheckStrategy(s));
+
+  std::unique_lock lock(meta_mu_);
+  if (FindLocked(name) != nullptr) {
+    return Status::Exists("a volume named '" + std::string(name) + "' already exists");
+  }
+  auto v = std::make_shared<Volume>();
+  v->id = next_volume_id_++;
+  v->name = std::string(name);
+  v->family = v->id;
+  v->size = size;
+  v->strategy = s;
+  v->map = std::make_unique<MappingTable>(BlocksFor(size, block_size_));
+  families_[v->family].push_back(v.get());
+  names_.emplace(v->name, v->id);
+  volumes_.emplace(v->id, std::move(v));
+  return Status::OK();
+}
+
+Status Pool::DeleteVolume(std::string_view name) {
+  std::shared_ptr<Volume> v;
+  {
+    std::shared_lock lock(meta_mu_);
+    Volume* found = FindLocked(name);
+    if (found == nullptr) return Status::NotFound("no volume named '" + std::string(name) + "'");
+    v = volumes_.at(found->id);
+  }
+  // Wait for writers that are not connections (control-socket provision).
+  std::unique_lock gate(v->io_gate);
+  std::unique_lock lock(meta_mu_);
+  if (volumes_.count(v->id) == 0) return Status::NotFound("no volume named '" + std::string(name) + "'");
+  if (v->connections > 0) {
+    return Status::Busy("volume '" + v->name + "' has " + std::to_string(v->connections) +
+                        " open connection(s)");
+  }
+  ReleaseVolumeLocked(*v);
+  RecycleLocked();
+  return Status::OK();
+}
+
+// Drops every mapping of `v` and removes it from the tables.
+void Pool::ReleaseVolumeLocked(Volume& v) {
+  auto& family = families_[v.family];
+  family.erase(std::find(family.begin(), family.end(), &v));
+  for (size_t idx = 0; idx < v.map->nr_chunks(); ++idx) {
+    const Chunk* c = v.map->chunk(idx);
+    if (c == nullptr) continue;
+    std::unique_ptr<Chunk> dead = v.map->DetachChunk(idx);
+    vblock_t base = static_cast<vblock_t>(idx) << kChunkShift;
+    if (dead == nullptr) {
+      // Others still hold the chunk. If one holder is left, the blocks only
+      // this chunk maps are now that holder's alone.
+      if (c->refs() != 1) continue;
+      for (Volume* w : family) {
+        if (w->map->nr_chunks() <= idx || w->map->chunk(idx) != c) continue;
+        c->ForEach([&](uint32_t, dblock_t b, bool) {
+          if (space_map_->RefCount(b) == 1) ++w->nr_exclusive;
+        });
+        break;
+      }
+      continue;
+    }
+    dead->ForEach([&](uint32_t i, dblock_t b, bool) { DropBlockRefLocked(v.family, base + i, b); });
+  }
+  if (family.empty()) families_.erase(v.family);
+  names_.erase(v.name);
+  volumes_.erase(v.id);
+}
+
+Status Pool::ResizeVolume(std::string_view name, uint64_t size) {
+  THINSIM_RETURN_IF_ERROR(ValidateVolumeSize(size, block_size_));
+  std::shared_ptr<Volume> v;
+  {
+    std::shared_lock lock(meta_mu_);
+    Volume* found = FindLocked(name);
+    if (found == nullptr) return Status::NotFound("no volume named '" + std::string(name) + "'");
+    v = volumes_.at(found->id);
+  }
+  std::unique_lock gate(v->io_gate);
+  uint64_t old_size;
+  {
+    std::shared_lock lock(meta_mu_);
+    old_size = v->size;
+    if (v->read_only) return Status::ReadOnly("'" + v->name + "' is a read-only snapshot");
+    if (size < old_size && v->connections > 0) {
+      return Status::Busy("cannot shrink volume '" + v->name + "' while it has " +
+                          std::to_string(v->connections) + " open connection(s)");
+    }
+  }
+  if (size > old_size && old_size % block_size_ != 0) {
+    // The old last block's tail may hold bytes from before an earlier
+    // shrink; they must read as zero once they are inside the volume again.
+    uint64_t tail_end = std::min<uint64_t>(size, BlocksFor(old_size, block_size_) * block_size_);
+    THINSIM_RETURN_IF_ERROR(ApplyRange(*v, tail_end - old_size, old_size, Intent::kZeroData,
+                                       nullptr, /*fast=*/false, /*gated=*/false));
+  }
+  std::unique_lock lock(meta_mu_);
+  vblock_t new_blocks = BlocksFor(size, block_size_);
+  if (new_blocks < v->map->nr_vblocks()) {
+    UnmapRangeLocked(*v, new_blocks, v->map->nr_vblocks() - 1);
+    RecycleLocked();
+  }
+  v->map->Resize(new_blocks);
+  v->size = size;
+  return Status::OK();
+}
+
+Status Pool::CreateSnapshots(const std::vector<SnapshotRequest>& requests, bool read_only) {
+  if (requests.empty()) return Status::Invalid("no snapshot requested");
+  std::set<std::string, std::less<>> new_names;
+  for (const SnapshotRequest& r : requests) {
+    THINSIM_RETURN_IF_ERROR(ValidateVolumeName(r.name));
+    if (!new_names.insert(r.name).second) {
+      return Status::Invalid("snapshot name '" + r.name + "' is given twice");
+    }
+  }
+  // Gather the origins, then close their io_gates in id order (no deadlock
+  // between two multi-origin snapshots) so that each is a point-in-time image.
+  std::map<uint64_t, std::shared_ptr<Volume>> origins;
+  {
+    std::shared_lock lock(meta_mu_);
+    for (const SnapshotRequest& r : requests) {
+      Volume* o = FindLocked(r.origin);
+      if (o == nullptr) return Status::NotFound("no volume named '" + r.origin + "' to snapshot");
+      origins.emplace(o->id, volumes_.at(o->id));
+    }
+  }
+  std::vector<std::unique_lock<std::shared_mutex>> gates;
+  for (auto& [id, o] : origins) gates.emplace_back(o->io_gate);
+
+  std::unique_lock lock(meta_mu_);
+  for (const SnapshotRequest& r : requests) {
+    if (FindLocked(r.origin) == nullptr) return Status::NotFound("volume '" + r.origin + "' was deleted");
+    if (FindLocked(r.name) != nullptr) {
+      return Status::Exists("a volume named '" + r.name + "' already exists");
+    }
+  }
+  for (const SnapshotRequest& r : requests) {
+    Volume* o = FindLocked(r.origin);
+    auto s = std::make_shared<Volume>();
+    s->id = next_volume_id_++;
+    s->name = r.name;
+    s->read_only = read_only;
+    s->origin_id = o->id;
+    s->family = o->family;
+    s->size = o->size;
+    s->strategy = o->strategy;
+    s->map = o->map->Clone();
+    s->nr_mapped = o->nr_mapped;
+    s->nr_provisioned = o->nr_provisioned;
+    // Every block of the origin now has at least two owners.
+    s->nr_exclusive = 0;
+    o->nr_exclusive = 0;
+    families_[s->family].push_back(s.get());
+    names_.emplace(s->name, s->id);
+    volumes_.emplace(s->id, std::move(s));
+  }
+  return Status::OK();
+}
+
+Status Pool::Grow(uint64_t new_size) {
+  uint64_t nr_blocks;
+  THINSIM_RETURN_IF_ERROR(PoolBlocks(new_size, block_size_, &nr_blocks));
+  std::unique_lock lock(meta_mu_);
+  if (nr_blocks < space_map_->nr_blocks()) {
+    return Status::Invalid("a pool cannot shrink: it has " + std::to_string(space_map_->nr_blocks()) +
+                           " blocks, " + FormatSize(new_size) + " is " + std::to_string(nr_blocks));
+  }
+  THINSIM_RETURN_IF_ERROR(store_->Grow(nr_blocks));
+  space_map_->Grow(nr_blocks);
+  RecycleLocked();
+  return Status::OK();
+}
+
+// ---- Connections ------------------------------------------------------------
+
+Status Pool::OpenVolume(std::string_view name, bool writable, std::shared_ptr<Volume>* out) {
+  std::unique_lock lock(meta_mu_);
+  Volume* v = FindLocked(name);
+  if (v == nullptr) return Status::NotFound("no volume named '" + std::string(name) + "'");
+  if (writable && v->read_only) {
+    return Status::ReadOnly("'" + v->name + "' is a read-only snapshot");
+  }
+  ++v->connections;
+  if (writable) ++v->writable_connections;
+  *out = volumes_.at(v->id);
+  return Status::OK();
+}
+
+void Pool::CloseVolume(const std::shared_ptr<Volume>& v, bool writable) {
+  std::unique_lock lock(meta_mu_);
+  assert(v->connections > 0);
+  --v->connections;
+  if (writable) --v->writable_connections;
+}
+
+uint64_t Pool::VolumeSize(const Volume& v) const {
+  std::shared_lock lock(meta_mu_);
+  return v.size;
+}
+
+bool Pool::VolumeReadOnly(const Volume& v) const { return v.read_only; }
+
+// ---- Mapping changes with exact counters -------------------------------------
+
+void Pool::MapFreshLocked(Volume& v, vblock_t vb, dblock_t b, bool provisioned) {
+  UnmapLocked(v, vb);
+  Chunk& c = v.map->MutableChunk(vb, space_map_.get());
+  c.Set(vb & (kChunkSize - 1), b, provisioned);
+  ++v.nr_mapped;
+  ++v.nr_exclusive;
+  if (provisioned) ++v.nr_provisioned;
+}
+
+void Pool::UnmapLocked(Volume& v, vblock_t vb) {
+  MappingTable::Entry e = v.map->Lookup(vb);
+  if (e.dblock == kNoDblock) return;
+  Chunk& c = v.map->MutableChunk(vb, space_map_.get());  // now private: refs 1
+  bool was_exclusive = space_map_->RefCount(e.dblock) == 1;
+  c.Clear(vb & (kChunkSize - 1));
+  --v.nr_mapped;
+  if (was_exclusive) --v.nr_exclusive;
+  if (e.provisioned) --v.nr_provisioned;
+  DropBlockRefLocked(v.family, vb, e.dblock);
+}
+
+void Pool::UnmapRangeLocked(Volume& v, vblock_t first, vblock_t last) {
+  for (vblock_t vb = first; vb <= last;) {
+    size_t idx = vb >> kChunkShift;
+    vblock_t chunk_end = std::min<vblock_t>(last, ((idx + 1) << kChunkShift) - 1);
+    const Chunk* c = v.map->chunk(idx);
+    if (c != nullptr && !c->empty()) {
+      for (vblock_t x = vb; x <= chunk_end; ++x) UnmapLocked(v, x);
+      v.map->DropIfEmpty(vb);
+    }
+    vb = chunk_end + 1;
+  }
+}
+
+// One chunk object stopped mapping `b` (at `vb`). If exactly one volume owns
+// it now, that volume's exclusive count grows.
+void Pool::DropBlockRefLocked(uint64_t family, vblock_t vb, dblock_t b) {
+  if (space_map_->Dec(b) != 1) return;
+  for (Volume* w : families_[family]) {
+    if (vb >= w->map->nr_vblocks()) continue;
+    MappingTable::Entry e = w->map->Lookup(vb);
+    if (e.dblock != b) continue;
+    // The one chunk left that maps b: its holders are b's owners.
+    if (!e.chunk_shared) ++w->nr_exclusive;
+    return;
+  }
+}
+
+void Pool::RecycleLocked() {
+  std::vector<dblock_t> released = space_map_->TakeReleased();
+  for (dblock_t b : released) {
+    // A failed discard leaves old bytes in a free block; reusing it would
+    // show them through a partial write, so keep it out of the free set.
+    if (!store_->Discard(b).ok()) continue;
+    space_map_->Recycle({b});
+  }
+  if (space_map_->nr_free() > 0) {
+    if (mode_ == PoolMode::kOutOfDataSpace) mode_ = PoolMode::kWrite;
+    space_freed_.notify_all();
+  }
+}
+
+// ---- Consistency check for tests --------------------------------------------
+
+Status Pool::TEST_CheckCounters() const {
+  std::shared_lock lock(meta_mu_);
+  // Owners of each block: sum of refs of the distinct chunks mapping it.
+  std::unordered_map<dblock_t, uint64_t> owners;
+  std::unordered_map<dblock_t, uint32_t> chunk_refs;
+  std::set<const Chunk*> seen;
+  for (const auto& [id, v] : volumes_) {
+    for (size_t idx = 0; idx < v->map->nr_chunks(); ++idx) {
+      const Chunk* c = v->map->chunk(idx);
+      if (c == nullptr || !seen.insert(c).second) continue;
+      c->ForEach([&](uint32_t, dblock_t b, bool) {
+        owners[b] += c->refs();
+        ++chunk_refs[b];
+      });
+    }
+  }
+  for (const auto& [b, n] : chunk_refs) {
+    if (space_map_->RefCount(b) != n) {
+      return Status::Corruption("dblock " + std::to_string(b) + " has count " +
+                                std::to_string(space_map_->RefCount(b)) + ", mapped by " +
+                                std::to_string(n) + " chunks");
+    }
+  }
+  uint64_t used = 0;
+  for (uint64_t b = 0; b < space_map_->nr_blocks(); ++b) {
+    if (space_map_->RefCount(static_cast<dblock_t>(b)) > 0) ++used;
+  }
+  if (used != chunk_refs.size() || used != space_map_->nr_used()) {
+    return Status::Corruption("used blocks: " + std::to_string(space_map_->nr_used()) +
+                              " counted, " + std::to_string(used) + " referenced, " +
+                              std::to_string(chunk_refs.size()) + " mapped");
+  }
+  for (const auto& [id, v] : volumes_) {
+    uint64_t mapped = 0, exclusive = 0, provisioned = 0;
+    for (size_t idx = 0; idx < v->map->nr_chunks(); ++idx) {
+      const Chunk* c = v->map->chunk(idx);
+      if (c == nullptr) continue;
+      c->ForEach([&](uint32_t, dblock_t b, bool prov) {
+        ++mapped;
+        if (owners[b] == 1) ++exclusive;
+        if (prov) ++provisioned;
+      });
+    }
+    if (mapped != v->nr_mapped || exclusive != v->nr_exclusive || provisioned != v->nr_provisioned) {
+      return Status::Corruption(
+          "volume " + v->name + ": mapped/exclusive/provisioned counted " +
+          std::to_string(v->nr_mapped) + "/" + std::to_string(v->nr_exclusive) + "/" +
+          std::to_string(v->nr_provisioned) + ", walked " + std::to_string(mapped) + "/" +
+          std::to_string(exclusive) + "/" + std::to_string(provisioned));
+    }
+  }
+  return Status::OK();
+}
+
+}  // namespace thinsim

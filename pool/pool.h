@@ -1,0 +1,236 @@
+// Pool: a thin pool of refcounted data blocks and the volumes and snapshots
+// that map them. This is the engine; it knows nothing of NBD or nbdkit.
+//
+// A Pool has `total_blocks` data blocks of `block_size` bytes. Each volume
+// has a virtual size and maps its vblocks to dblocks (pool/mapping.h). A
+// write to an unmapped vblock allocates a block (the rest of it reads as
+// zero); a write to a block shared with a snapshot copies the block first
+// (copy-on-write); a write to an exclusive block overwrites it in place.
+// Snapshots share all of the origin's blocks at creation and cost no
+// per-block work. Blocks are freed when no volume maps them.
+//
+// Every operation returns a Status; on failure nothing has changed, except
+// for an IO error from the data store in the middle of a data operation,
+// which may leave that request's range partly written (like a disk).
+//
+// Thread safety: a Pool is safe for concurrent use without external
+// synchronisation. Locking (docs/concurrency.md):
+//   - meta_mu_ (shared_mutex) guards the volume table, every mapping, the
+//     space map and the counters. Held briefly: no data is copied under it.
+//   - each volume's RangeLock serialises overlapping data requests over
+//     whole vblocks: reads share, writes, zeroes, trims and provisions are
+//     exclusive.
+//   - each volume's io_gate (shared_mutex) is held shared by every request
+//     that changes the volume's data or mapping, and exclusively by snapshot,
+//     resize and delete of that volume, so a snapshot is a point-in-time
+//     image. Reads do not take it: they never wait for a snapshot.
+// Lock order: io_gate (several: by volume id) -> RangeLock -> meta_mu_.
+#ifndef THINSIM_POOL_POOL_H_
+#define THINSIM_POOL_POOL_H_
+
+#include <condition_variable>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <shared_mutex>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "pool/status.h"
+#include "pool/types.h"
+
+namespace thinsim {
+
+class DataStore;
+class SpaceMap;
+struct Volume;
+
+struct PoolOptions {
+  uint64_t size = 0;                       // data capacity in bytes
+  uint32_t block_size = kDefaultBlockSize;
+  std::string dir;                         // empty: an in-memory pool
+  Strategy default_strategy = Strategy::kNone;
+  WhenFull when_full = WhenFull::kError;
+  uint32_t no_space_timeout_seconds = 60;  // queue mode; 0 = wait forever
+  uint32_t low_water_percent = 10;
+  // Keep no data (reads return zeroes): metadata-only simulations and
+  // benchmarks of pools larger than memory.
+  bool null_data = false;
+};
+
+struct PoolInfo {
+  uint32_t block_size = 0;
+  uint64_t total_blocks = 0;
+  uint64_t used_blocks = 0;
+  uint64_t reserved_blocks = 0;
+  uint64_t free_blocks = 0;  // total - used
+  PoolMode mode = PoolMode::kWrite;
+  WhenFull when_full = WhenFull::kError;
+  uint32_t low_water_percent = 0;
+  uint64_t nr_volumes = 0;
+  bool persistent = false;
+};
+
+struct VolumeInfo {
+  std::string name;
+  uint64_t size = 0;  // bytes
+  Strategy strategy = Strategy::kNone;
+  bool active = false;
+  bool read_only = false;
+  std::optional<std::string> origin;  // the snapshot's origin, if it still exists
+  uint64_t mapped_blocks = 0;
+  uint64_t exclusive_blocks = 0;
+  uint64_t shared_blocks = 0;
+  uint64_t provisioned_blocks = 0;
+  uint64_t reserved_blocks = 0;
+  uint32_t connections = 0;
+  uint32_t writable_connections = 0;
+  bool pinned = false;
+};
+
+struct SnapshotRequest {
+  std::string origin;
+  std::string name;
+};
+
+// One extent of Pool::Extents; `type` uses NBD's base:allocation bits.
+struct Extent {
+  static constexpr uint32_t kHole = 1;
+  static constexpr uint32_t kZero = 2;
+  uint64_t offset;
+  uint64_t length;
+  uint32_t type;
+};
+
+class Pool {
+ public:
+  // Creates an in-memory pool, or a pool in options.dir.
+  static Status Open(const PoolOptions& options, std::unique_ptr<Pool>* out);
+  ~Pool();
+  Pool(const Pool&) = delete;
+  Pool& operator=(const Pool&) = delete;
+
+  uint32_t block_size() const { return block_size_; }
+
+  // ---- Control plane -------------------------------------------------------
+  // `strategy` defaults to PoolOptions::default_strategy.
+  Status CreateVolume(std::string_view name, uint64_t size, std::optional<Strategy> strategy);
+  // Fails with Busy while the volume has open connections. Its snapshots
+  // survive; blocks only it mapped are freed.
+  Status DeleteVolume(std::string_view name);
+  // Shrinking unmaps the tail and fails with Busy while connections are
+  // open; growing is allowed online.
+  Status ResizeVolume(std::string_view name, uint64_t size);
+  // All-or-nothing across the requests.
+  Status CreateSnapshots(const std::vector<SnapshotRequest>& requests, bool read_only);
+  // REQ_PROVISION: allocates and marks provisioned every block touching the
+  // range, without changing the data.
+  Status Provision(std::string_view name, uint64_t offset, uint64_t length);
+  // Grows the data capacity to `new_size` bytes.
+  Status Grow(uint64_t new_size);
+
+  PoolInfo QueryPool() const;
+  Status QueryVolume(std::string_view name, VolumeInfo* out) const;
+  // In creation order.
+  std::vector<VolumeInfo> QueryVolumes() const;
+  // The default export: the oldest existing volume, or "" when none.
+  std::string DefaultVolumeName() const;
+
+  // ---- Data plane ----------------------------------------------------------
+  // Opens a volume for an NBD connection. While a handle is open the volume
+  // cannot be deleted or shrunk.
+  Status OpenVolume(std::string_view name, bool writable, std::shared_ptr<Volume>* out);
+  // REQUIRES: `writable` as passed to OpenVolume.
+  void CloseVolume(const std::shared_ptr<Volume>& volume, bool writable);
+  uint64_t VolumeSize(const Volume& volume) const;
+  bool VolumeReadOnly(const Volume& volume) const;
+
+  // Byte-granular I/O. REQUIRES: offset + len <= the volume's size.
+  Status Read(Volume& volume, void* buf, uint64_t len, uint64_t offset);
+  Status Write(Volume& volume, const void* buf, uint64_t len, uint64_t offset);
+  // Unmaps every block fully inside the range; partial blocks are ignored.
+  Status Trim(Volume& volume, uint64_t len, uint64_t offset);
+  enum ZeroFlags : unsigned { kMayTrim = 1, kFastZero = 2 };
+  // kMayTrim: unmap whole blocks, zero partial edges. Without it: provision
+  // every block touching the range and zero the range. kFastZero: fail with
+  // Unsupported, changing nothing, unless no data needs writing and nothing
+  // needs allocating.
+  Status Zero(Volume& volume, uint64_t len, uint64_t offset, unsigned flags);
+  // Makes every completed write durable.
+  Status Flush();
+  // Allocation status of [offset, offset + len), in order and contiguous.
+  // A mapped block that a write could still fail on for lack of space
+  // (shared) is reported as kHole.
+  Status Extents(Volume& volume, uint64_t len, uint64_t offset, std::vector<Extent>* out);
+
+  // Heap bytes used by mapping metadata (tables, chunks, space map).
+  size_t MetadataMemoryUsage() const;
+  // Test hook: checks every counter against a full walk; returns Corruption
+  // naming the first mismatch.
+  Status TEST_CheckCounters() const;
+
+ private:
+  struct Step;
+  // What a data operation does to each block it touches.
+  enum class Intent {
+    kWriteData,      // write the caller's bytes
+    kZeroData,       // zero bytes of mapped blocks; holes stay holes
+    kProvision,      // allocate and mark provisioned, data unchanged
+    kProvisionZero,  // allocate, mark provisioned and zero the bytes
+    kTrim,           // unmap whole blocks; partial blocks untouched
+    kZeroMayTrim,    // unmap whole blocks, zero the partial edges
+  };
+
+  Pool(const PoolOptions& options, std::unique_ptr<DataStore> store, int lock_fd);
+
+  // REQUIRES: meta_mu_ held (shared or exclusive).
+  Volume* FindLocked(std::string_view name) const;
+  VolumeInfo InfoLocked(const Volume& v) const;
+  Status CheckRange(const Volume& v, uint64_t len, uint64_t offset) const;
+
+  // The data-operation pipeline: plan under a shared metadata lock, allocate,
+  // move data with no pool lock, then install mappings.
+  // `gated`: take the volume's io_gate (false when the caller holds it).
+  Status ApplyRange(Volume& v, uint64_t len, uint64_t offset, Intent intent, const uint8_t* src,
+                    bool fast, bool gated = true);
+  void PlanLocked(const Volume& v, vblock_t vb, uint32_t off, uint32_t len, Intent intent,
+                  const uint8_t* src, std::vector<Step>* steps) const;
+  Status AllocateBlocks(std::unique_lock<std::shared_mutex>& lock, size_t n,
+                        std::vector<dblock_t>* out);
+  Status MoveData(const std::vector<Step>& steps);
+  void InstallLocked(Volume& v, const std::vector<Step>& steps);
+
+  // Mapping changes with exact counters. REQUIRES: meta_mu_ exclusive.
+  void MapFreshLocked(Volume& v, vblock_t vb, dblock_t b, bool provisioned);
+  void UnmapLocked(Volume& v, vblock_t vb);
+  void UnmapRangeLocked(Volume& v, vblock_t first, vblock_t last);
+  void DropBlockRefLocked(uint64_t family, vblock_t vb, dblock_t b);
+  void ReleaseVolumeLocked(Volume& v);
+  // Discards blocks whose count reached zero and returns them to the free
+  // set; wakes queued writers.
+  void RecycleLocked();
+
+  const uint32_t block_size_;
+  const PoolOptions options_;
+  const std::unique_ptr<DataStore> store_;
+  const int lock_fd_;  // flock on DIR/lock, or -1
+
+  mutable std::shared_mutex meta_mu_;
+  std::condition_variable_any space_freed_;  // with meta_mu_
+  // State below is protected by meta_mu_.
+  std::unique_ptr<SpaceMap> space_map_;
+  PoolMode mode_ = PoolMode::kWrite;
+  uint64_t next_volume_id_ = 1;
+  std::map<uint64_t, std::shared_ptr<Volume>> volumes_;  // by id = creation order
+  std::map<std::string, uint64_t, std::less<>> names_;
+  // Volumes descending from one created volume through snapshots. Only
+  // members of a family can share blocks.
+  std::unordered_map<uint64_t, std::vector<Volume*>> families_;
+};
+
+}  // namespace thinsim
+
+#endif  // THINSIM_POOL_POOL_H_

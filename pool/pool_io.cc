@@ -1,0 +1,324 @@
+// Pool: the data plane. Every request that changes data or mappings goes
+// through one pipeline (ApplyRange):
+//   1. plan, under a shared metadata lock: what each touched block needs
+//      (overwrite in place, a fresh block for a hole, a copy of a shared
+//      block, an unmap, a provisioned mark);
+//   2. allocate every block the request needs at once, or fail with NoSpace
+//      having changed nothing;
+//   3. move data with no pool lock held (the volume's range lock keeps
+//      overlapping requests out);
+//   4. install the new mappings and counters under the exclusive lock.
+#include <algorithm>
+#include <cassert>
+#include <chrono>
+#include <cstring>
+#include <mutex>
+
+#include "pool/data_store.h"
+#include "pool/pool.h"
+#include "pool/sizes.h"
+#include "pool/space_map.h"
+#include "pool/volume.h"
+
+namespace thinsim {
+
+struct Pool::Step {
+  enum Kind { kInPlace, kFresh, kBreak };
+  vblock_t vb;
+  uint32_t off;            // byte range inside the block
+  uint32_t len;
+  const uint8_t* src;      // the bytes to write; nullptr writes zeroes
+  Kind kind;
+  bool write_data = false;
+  bool copy_old = false;   // copy the whole old block before writing
+  bool provision = false;  // set the provisioned mark
+  bool old_provisioned = false;
+  dblock_t old = kNoDblock;
+  dblock_t fresh = kNoDblock;
+
+  bool needs_block() const { return kind != kInPlace; }
+};
+
+Status Pool::CheckRange(const Volume& v, uint64_t len, uint64_t offset) const {
+  if (offset > v.size || len > v.size - offset) {
+    return Status::Invalid("range [" + std::to_string(offset) + ", +" + std::to_string(len) +
+                           ") is beyond the end of volume '" + v.name + "' (" +
+                           std::to_string(v.size) + " bytes)");
+  }
+  return Status::OK();
+}
+
+// ---- Planning ---------------------------------------------------------------
+
+void Pool::PlanLocked(const Volume& v, vblock_t vb, uint32_t off, uint32_t len, Intent intent,
+                      const uint8_t* src, std::vector<Step>* steps) const {
+  MappingTable::Entry e = v.map->Lookup(vb);
+  bool mapped = e.dblock != kNoDblock;
+  bool exclusive = mapped && !e.chunk_shared && space_map_->RefCount(e.dblock) == 1;
+  bool full = off == 0 && len == block_size_;
+
+  Step st{};
+  st.vb = vb;
+  st.off = off;
+  st.len = len;
+  st.src = src;
+  st.old = e.dblock;
+  st.old_provisioned = e.provisioned;
+  switch (intent) {
+    case Intent::kZeroData:
+      if (!mapped) return;  // a hole already reads as zeroes
+      [[fallthrough]];
+    case Intent::kWriteData:
+      st.write_data = true;
+      st.kind = exclusive ? Step::kInPlace : mapped ? Step::kBreak : Step::kFresh;
+      st.copy_old = st.kind == Step::kBreak && !full;
+      break;
+    case Intent::kProvision:
+    case Intent::kProvisionZero:
+      st.provision = true;
+      st.write_data = intent == Intent::kProvisionZero;
+      if (exclusive) {
+        st.kind = Step::kInPlace;
+        if (!st.write_data && e.provisioned) return;
+      } else if (!mapped) {
+        st.kind = Step::kFresh;
+        st.write_data = false;  // a fresh block is zeroes already
+      } else {
+        st.kind = Step::kBreak;
+        st.copy_old = !(full && st.write_data);
+      }
+      break;
+    case Intent::kTrim:
+    case Intent::kZeroMayTrim:
+      assert(false && "unmapping is not planned per block");
+      return;
+  }
+  steps->push_back(st);
+}
+
+// ---- Allocation -------------------------------------------------------------
+
+Status Pool::AllocateBlocks(std::unique_lock<std::shared_mutex>& lock, size_t n,
+                            std::vector<dblock_t>* out) {
+  using Clock = std::chrono::steady_clock;
+  const auto deadline = Clock::now() + std::chrono::seconds(options_.no_space_timeout_seconds);
+  while (space_map_->nr_free() < n) {
+    mode_ = PoolMode::kOutOfDataSpace;
+    bool can_wait = options_.when_full == WhenFull::kQueue;
+    if (can_wait && options_.no_space_timeout_seconds == 0) {
+      space_freed_.wait(lock);
+      continue;
+    }
+    if (can_wait && space_freed_.wait_until(lock, deadline) != std::cv_status::timeout) continue;
+    if (space_map_->nr_free() >= n) break;
+    return Status::NoSpace("pool out of data space: need " + std::to_string(n) + " block(s), " +
+                           std::to_string(space_map_->nr_free()) + " free" +
+                           (can_wait ? " after waiting " +
+                                           std::to_string(options_.no_space_timeout_seconds) + "s"
+                                     : ""));
+  }
+  for (size_t i = 0; i < n; ++i) out->push_back(space_map_->Allocate());
+  return Status::OK();
+}
+
+// ---- Moving data ------------------------------------------------------------
+
+Status Pool::MoveData(const std::vector<Step>& steps) {
+  for (const Step& st : steps) {
+    dblock_t target = st.kind == Step::kInPlace ? st.old : st.fresh;
+    if (st.copy_old) THINSIM_RETURN_IF_ERROR(store_->Copy(st.old, target));
+    if (!st.write_data) continue;
+    if (st.src != nullptr) {
+      THINSIM_RETURN_IF_ERROR(store_->Write(target, st.off, st.src, st.len));
+    } else if (st.kind == Step::kInPlace || st.copy_old) {
+      // A fresh block without a copy reads as zeroes already.
+      THINSIM_RETURN_IF_ERROR(store_->Zero(target, st.off, st.len));
+    }
+  }
+  return Status::OK();
+}
+
+void Pool::InstallLocked(Volume& v, const std::vector<Step>& steps) {
+  for (const Step& st : steps) {
+    if (st.kind != Step::kInPlace) {
+      MapFreshLocked(v, st.vb, st.fresh, st.provision || st.old_provisioned);
+      continue;
+    }
+    if (!st.provision || v.map->Lookup(st.vb).provisioned) continue;
+    v.map->MutableChunk(st.vb, space_map_.get()).SetProvisioned(st.vb & (kChunkSize - 1), true);
+    ++v.nr_provisioned;
+  }
+}
+
+// ---- The pipeline -----------------------------------------------------------
+
+Status Pool::ApplyRange(Volume& v, uint64_t len, uint64_t offset, Intent intent,
+                        const uint8_t* src, bool fast, bool gated) {
+  if (v.read_only) return Status::ReadOnly("'" + v.name + "' is a read-only snapshot");
+  if (len == 0) return Status::OK();
+  const uint64_t end = offset + len;
+  const bool unmaps = intent == Intent::kTrim || intent == Intent::kZeroMayTrim;
+  // Whole blocks an unmapping request removes: [unmap_first, unmap_end).
+  const vblock_t unmap_first = (offset + block_size_ - 1) / block_size_;
+  const vblock_t unmap_end = end / block_size_;
+  const bool has_unmap = unmaps && unmap_first < unmap_end;
+  vblock_t first = offset / block_size_;
+  vblock_t last = (end - 1) / block_size_;
+  if (intent == Intent::kTrim) {
+    if (!has_unmap) return Status::OK();  // sub-block trims are ignored, as in dm-thin
+    first = unmap_first;
+    last = unmap_end - 1;
+  }
+
+  std::shared_lock<std::shared_mutex> gate;
+  if (gated) gate = std::shared_lock<std::shared_mutex>(v.io_gate);
+  ScopedRange range(&v.range_lock, first, last, /*exclusive=*/true);
+
+  std::vector<Step> steps;
+  {
+    std::shared_lock lock(meta_mu_);
+    THINSIM_RETURN_IF_ERROR(CheckRange(v, len, offset));
+    if (intent != Intent::kTrim) {
+      for (vblock_t vb = first; vb <= last; ++vb) {
+        if (unmaps && vb >= unmap_first && vb < unmap_end) continue;  // whole block: unmapped below
+        uint64_t block_start = vb * block_size_;
+        uint64_t piece_start = std::max(offset, block_start);
+        uint64_t piece_end = std::min(end, block_start + block_size_);
+        const uint8_t* piece_src = src == nullptr ? nullptr : src + (piece_start - offset);
+        Intent per_block = intent == Intent::kZeroMayTrim ? Intent::kZeroData : intent;
+        PlanLocked(v, vb, static_cast<uint32_t>(piece_start - block_start),
+                   static_cast<uint32_t>(piece_end - piece_start), per_block, piece_src, &steps);
+      }
+    }
+  }
+  size_t needed = std::count_if(steps.begin(), steps.end(), [](const Step& s) { return s.needs_block(); });
+  if (fast) {
+    bool writes = std::any_of(steps.begin(), steps.end(), [](const Step& s) { return s.write_data; });
+    if (needed > 0 || writes) {
+      return Status::Unsupported("fast zero refused: the range needs data written or blocks allocated");
+    }
+  }
+  if (needed > 0) {
+    std::vector<dblock_t> fresh;
+    std::unique_lock lock(meta_mu_);
+    THINSIM_RETURN_IF_ERROR(AllocateBlocks(lock, needed, &fresh));
+    size_t next = 0;
+    for (Step& st : steps) {
+      if (st.needs_block()) st.fresh = fresh[next++];
+    }
+  }
+  Status moved = MoveData(steps);
+  std::unique_lock lock(meta_mu_);
+  if (!moved.ok()) {
+    for (const Step& st : steps) {
+      if (st.needs_block()) space_map_->Dec(st.fresh);
+    }
+    RecycleLocked();
+    return moved;
+  }
+  InstallLocked(v, steps);
+  if (has_unmap) UnmapRangeLocked(v, unmap_first, unmap_end - 1);
+  RecycleLocked();
+  return Status::OK();
+}
+
+// ---- Entry points -----------------------------------------------------------
+
+Status Pool::Write(Volume& v, const void* buf, uint64_t len, uint64_t offset) {
+  return ApplyRange(v, len, offset, Intent::kWriteData, static_cast<const uint8_t*>(buf), false);
+}
+
+Status Pool::Trim(Volume& v, uint64_t len, uint64_t offset) {
+  return ApplyRange(v, len, offset, Intent::kTrim, nullptr, false);
+}
+
+Status Pool::Zero(Volume& v, uint64_t len, uint64_t offset, unsigned flags) {
+  Intent intent = (flags & kMayTrim) ? Intent::kZeroMayTrim : Intent::kProvisionZero;
+  return ApplyRange(v, len, offset, intent, nullptr, (flags & kFastZero) != 0);
+}
+
+Status Pool::Provision(std::string_view name, uint64_t offset, uint64_t length) {
+  std::shared_ptr<Volume> v;
+  {
+    std::shared_lock lock(meta_mu_);
+    Volume* found = FindLocked(name);
+    if (found == nullptr) return Status::NotFound("no volume named '" + std::string(name) + "'");
+    v = volumes_.at(found->id);
+  }
+  return ApplyRange(*v, length, offset, Intent::kProvision, nullptr, false);
+}
+
+Status Pool::Flush() { return store_->Flush(); }
+
+Status Pool::Read(Volume& v, void* buf, uint64_t len, uint64_t offset) {
+  if (len == 0) return Status::OK();
+  const uint64_t end = offset + len;
+  const vblock_t first = offset / block_size_;
+  const vblock_t last = (end - 1) / block_size_;
+  ScopedRange range(&v.range_lock, first, last, /*exclusive=*/false);
+  std::vector<dblock_t> blocks;
+  {
+    std::shared_lock lock(meta_mu_);
+    THINSIM_RETURN_IF_ERROR(CheckRange(v, len, offset));
+    blocks.reserve(last - first + 1);
+    for (vblock_t vb = first; vb <= last; ++vb) blocks.push_back(v.map->Lookup(vb).dblock);
+  }
+  auto* out = static_cast<uint8_t*>(buf);
+  for (vblock_t vb = first; vb <= last; ++vb) {
+    uint64_t block_start = vb * block_size_;
+    uint64_t piece_start = std::max(offset, block_start);
+    uint64_t piece_end = std::min(end, block_start + block_size_);
+    uint8_t* dst = out + (piece_start - offset);
+    uint32_t piece_len = static_cast<uint32_t>(piece_end - piece_start);
+    dblock_t b = blocks[vb - first];
+    if (b == kNoDblock) {
+      std::memset(dst, 0, piece_len);
+    } else {
+      THINSIM_RETURN_IF_ERROR(
+          store_->Read(b, static_cast<uint32_t>(piece_start - block_start), dst, piece_len));
+    }
+  }
+  return Status::OK();
+}
+
+Status Pool::Extents(Volume& v, uint64_t len, uint64_t offset, std::vector<Extent>* out) {
+  // Enough for any client; the NBD server may answer with less than asked.
+  constexpr size_t kMaxExtents = 1 << 16;
+  out->clear();
+  if (len == 0) return Status::OK();
+  const uint64_t end = offset + len;
+  std::shared_lock lock(meta_mu_);
+  THINSIM_RETURN_IF_ERROR(CheckRange(v, len, offset));
+  auto add = [&](uint64_t start, uint64_t stop, uint32_t type) {
+    start = std::max(start, offset);
+    stop = std::min(stop, end);
+    if (!out->empty() && out->back().type == type) {
+      out->back().length = stop - out->back().offset;
+    } else {
+      out->push_back(Extent{start, stop - start, type});
+    }
+  };
+  vblock_t vb = offset / block_size_;
+  const vblock_t last = (end - 1) / block_size_;
+  while (vb <= last && out->size() < kMaxExtents) {
+    const Chunk* c = v.map->chunk(vb >> kChunkShift);
+    if (c == nullptr || c->empty()) {  // 64 holes at once
+      vblock_t chunk_end = ((vb >> kChunkShift) + 1) << kChunkShift;
+      add(vb * block_size_, std::min(chunk_end, last + 1) * block_size_, Extent::kHole | Extent::kZero);
+      vb = chunk_end;
+      continue;
+    }
+    MappingTable::Entry e = v.map->Lookup(vb);
+    uint32_t type = Extent::kHole | Extent::kZero;
+    if (e.dblock != kNoDblock) {
+      bool shared = e.chunk_shared || space_map_->RefCount(e.dblock) > 1;
+      // A shared block may still need a new block on write: not guaranteed.
+      type = shared ? Extent::kHole : 0;
+    }
+    add(vb * block_size_, (vb + 1) * block_size_, type);
+    ++vb;
+  }
+  return Status::OK();
+}
+
+}  // namespace thinsim

@@ -1,0 +1,27 @@
+// Parsing and printing of sizes and names shared by the plugin, the control
+// server and the tests.
+#ifndef THINSIM_POOL_SIZES_H_
+#define THINSIM_POOL_SIZES_H_
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include "pool/status.h"
+
+namespace thinsim {
+
+// Parses "65536", "64K", "1G", "1.5G" is rejected. Suffixes are powers of
+// 1024 as in nbdkit_parse_size: b (1), s (512), K, M, G, T, P, E, in either
+// case. `what` names the value in the error message ("size", "block-size").
+Status ParseSize(std::string_view text, std::string_view what, uint64_t* out);
+
+// 65536 -> "64K", 1610612736 -> "1.5G", 1000 -> "1000".
+std::string FormatSize(uint64_t bytes);
+
+// A volume name is 1-64 characters of [A-Za-z0-9._-].
+Status ValidateVolumeName(std::string_view name);
+
+}  // namespace thinsim
+
+#endif  // THINSIM_POOL_SIZES_H_

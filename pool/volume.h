@@ -1,0 +1,45 @@
+// Volume: one volume or snapshot of a Pool. Internal to pool/; other layers
+// hold it only as an opaque handle from Pool::OpenVolume.
+#ifndef THINSIM_POOL_VOLUME_H_
+#define THINSIM_POOL_VOLUME_H_
+
+#include <cstdint>
+#include <memory>
+#include <shared_mutex>
+#include <string>
+
+#include "pool/mapping.h"
+#include "pool/range_lock.h"
+#include "pool/types.h"
+
+namespace thinsim {
+
+struct Volume {
+  // Constant after construction.
+  uint64_t id = 0;
+  std::string name;
+  bool read_only = false;
+  uint64_t origin_id = 0;  // 0: not a snapshot
+  uint64_t family = 0;     // id of the volume its snapshot line started from
+
+  // Guarded by Pool::meta_mu_.
+  uint64_t size = 0;
+  Strategy strategy = Strategy::kNone;
+  std::unique_ptr<MappingTable> map;
+  // Exact counters: mapped vblocks; those whose block no other volume owns;
+  // those marked provisioned. shared = mapped - exclusive.
+  uint64_t nr_mapped = 0;
+  uint64_t nr_exclusive = 0;
+  uint64_t nr_provisioned = 0;
+  uint32_t connections = 0;
+  uint32_t writable_connections = 0;
+  bool pinned = false;
+
+  // See Pool's locking comment.
+  RangeLock range_lock;
+  std::shared_mutex io_gate;
+};
+
+}  // namespace thinsim
+
+#endif  // THINSIM_POOL_VOLUME_H_
