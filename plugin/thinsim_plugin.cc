@@ -1,0 +1,313 @@
+// nbdkit-thinsim-plugin: a thin adapter from nbdkit's callbacks to the
+// engine (pool/pool.h) and the control socket (plugin/control_server.h).
+//
+// Every callback is a few lines: it calls the engine and maps a failed
+// Status to nbdkit_error + nbdkit_set_error. No C++ exception crosses into
+// nbdkit (Guard catches them).
+#include <unistd.h>
+
+#include <cerrno>
+#include <memory>
+#include <new>
+#include <string>
+
+#define NBDKIT_API_VERSION 2
+#include <nbdkit-plugin.h>
+
+#include "plugin/config.h"
+#include "plugin/control_server.h"
+#include "pool/pool.h"
+
+namespace {
+
+using thinsim::Status;
+
+// Configuration, filled by .config and checked by .config_complete.
+thinsim::PluginConfig config;
+// The engine, created in .get_ready. Plain pointers, released in .unload:
+// static destructors also run in the parent that nbdkit leaves behind when
+// it daemonises, and must not tear down what the child serves.
+thinsim::Pool* pool = nullptr;
+// The control socket: bound in .get_ready, served from .after_fork.
+thinsim::ControlServer* control = nullptr;
+// Whether the control path is ours to rename after nbdkit forks.
+bool control_path_is_default = false;
+
+// One NBD connection: the volume it opened, and whether it may write.
+struct Handle {
+  std::shared_ptr<thinsim::Volume> volume;
+  bool writable;
+};
+
+int Fail(const Status& s) {
+  nbdkit_error("%s", s.message().c_str());
+  nbdkit_set_error(thinsim::ErrnoValue(s.code()));
+  return -1;
+}
+
+// Runs `fn` (returning int) and turns any exception into an error reply.
+template <typename Fn>
+int Guard(Fn fn) {
+  try {
+    return fn();
+  } catch (const std::bad_alloc&) {
+    nbdkit_error("out of memory");
+    nbdkit_set_error(ENOMEM);
+  } catch (const std::exception& e) {
+    nbdkit_error("internal error: %s", e.what());
+    nbdkit_set_error(EIO);
+  } catch (...) {
+    nbdkit_error("internal error");
+    nbdkit_set_error(EIO);
+  }
+  return -1;
+}
+
+Handle* H(void* handle) { return static_cast<Handle*>(handle); }
+
+// ---- Configuration ----------------------------------------------------------
+
+int thinsim_config(const char* key, const char* value) {
+  return Guard([&] {
+    std::string v = value;
+    // Paths must survive nbdkit's chdir("/").
+    if (std::string(key) == "pool" || std::string(key) == "control") {
+      char* abs = nbdkit_absolute_path(value);
+      if (abs == nullptr) return -1;
+      v = abs;
+      free(abs);
+    }
+    Status s = config.Set(key, v);
+    return s.ok() ? 0 : Fail(s);
+  });
+}
+
+int thinsim_config_complete() {
+  return Guard([] {
+    Status s = config.Complete();
+    return s.ok() ? 0 : Fail(s);
+  });
+}
+
+// Creates the pool and the volumes named on the command line, and binds the
+// control socket: the last point where errors reach the user's terminal.
+int thinsim_get_ready() {
+  return Guard([] {
+    std::unique_ptr<thinsim::Pool> opened;
+    Status s = thinsim::Pool::Open(config.pool, &opened);
+    if (!s.ok()) return Fail(s);
+    pool = opened.release();
+    for (const thinsim::VolumeSpec& v : config.volumes) {
+      s = pool->CreateVolume(v.name, v.size, v.strategy);
+      if (!s.ok()) return Fail(Status::Invalid("volume " + v.name + ": " + s.message()));
+    }
+    control_path_is_default = config.control_path.empty();
+    std::string path = control_path_is_default ? thinsim::DefaultControlPath(config, getpid())
+                                               : config.control_path;
+    control = new thinsim::ControlServer(pool);
+    s = control->Listen(path);
+    return s.ok() ? 0 : Fail(s);
+  });
+}
+
+// Starts the control thread; a daemonised nbdkit has a new PID by now.
+int thinsim_after_fork() {
+  return Guard([] {
+    if (control_path_is_default && config.pool.dir.empty()) {
+      std::string path = thinsim::DefaultControlPath(config, getpid());
+      if (path != control->path()) {
+        Status s = control->Rename(path);
+        if (!s.ok()) return Fail(s);
+      }
+    }
+    nbdkit_debug("thinsim: control socket %s", control->path().c_str());
+    control->Start();
+    return 0;
+  });
+}
+
+void thinsim_cleanup() {
+  if (control) control->Stop();
+}
+
+void thinsim_unload() {
+  delete control;
+  control = nullptr;
+  delete pool;
+  pool = nullptr;
+}
+
+// ---- Exports and connections ------------------------------------------------
+
+int thinsim_list_exports(int /*readonly*/, int /*is_tls*/, struct nbdkit_exports* exports) {
+  return Guard([&] {
+    for (const thinsim::VolumeInfo& v : pool->QueryVolumes()) {
+      std::string desc = v.origin ? std::string(v.read_only ? "read-only snapshot of " : "snapshot of ") +
+                                        *v.origin
+                                  : std::string(v.read_only ? "read-only volume" : "volume");
+      if (nbdkit_add_export(exports, v.name.c_str(), desc.c_str()) == -1) return -1;
+    }
+    return 0;
+  });
+}
+
+// The default export "" is the oldest volume.
+const char* thinsim_default_export(int /*readonly*/, int /*is_tls*/) {
+  std::string name = pool->DefaultVolumeName();
+  if (name.empty()) return nullptr;
+  return nbdkit_strdup_intern(name.c_str());
+}
+
+#define THREAD_MODEL NBDKIT_THREAD_MODEL_PARALLEL
+
+void* thinsim_open(int readonly) {
+  Handle* h = nullptr;
+  Guard([&] {
+    std::string name = nbdkit_export_name();
+    if (name.empty()) name = pool->DefaultVolumeName();
+    thinsim::VolumeInfo info;
+    Status s = pool->QueryVolume(name, &info);
+    if (!s.ok()) return Fail(s);
+    bool writable = !readonly && !info.read_only;
+    std::shared_ptr<thinsim::Volume> volume;
+    s = pool->OpenVolume(name, writable, &volume);
+    if (!s.ok()) return Fail(s);
+    h = new Handle{std::move(volume), writable};
+    return 0;
+  });
+  return h;
+}
+
+void thinsim_close(void* handle) {
+  Guard([&] {
+    pool->CloseVolume(H(handle)->volume, H(handle)->writable);
+    delete H(handle);
+    return 0;
+  });
+}
+
+int64_t thinsim_get_size(void* handle) {
+  return static_cast<int64_t>(pool->VolumeSize(*H(handle)->volume));
+}
+
+// Read-only snapshots are read-only exports: nbdkit refuses writes (EPERM).
+int thinsim_can_write(void* handle) { return H(handle)->writable; }
+// Flush makes data durable.
+int thinsim_can_flush(void*) { return 1; }
+// FUA is a flush after the request, done here.
+int thinsim_can_fua(void*) { return NBDKIT_FUA_NATIVE; }
+// Trim unmaps whole blocks and gives space back.
+int thinsim_can_trim(void*) { return 1; }
+// Zero unmaps (MAY_TRIM) or provisions (NO_HOLE); never emulated by writes.
+int thinsim_can_zero(void*) { return 1; }
+// Fast zero is decided before changing anything.
+int thinsim_can_fast_zero(void*) { return 1; }
+// Block status reports holes, data, and shared blocks that may need space.
+int thinsim_can_extents(void*) { return 1; }
+// Every connection sees one pool; a flush covers all of them.
+int thinsim_can_multi_conn(void*) { return 1; }
+
+// Any alignment works (read-modify-write inside the engine); whole blocks
+// avoid it.
+int thinsim_block_size(void*, uint32_t* minimum, uint32_t* preferred, uint32_t* maximum) {
+  *minimum = 1;
+  *preferred = std::min<uint32_t>(pool->block_size(), 2u << 20);
+  *maximum = 32u << 20;
+  return 0;
+}
+
+// ---- Data -------------------------------------------------------------------
+
+int AfterWrite(const Status& s, uint32_t flags) {
+  if (!s.ok()) return Fail(s);
+  if (flags & NBDKIT_FLAG_FUA) {
+    Status f = pool->Flush();
+    if (!f.ok()) return Fail(f);
+  }
+  return 0;
+}
+
+int thinsim_pread(void* handle, void* buf, uint32_t count, uint64_t offset, uint32_t /*flags*/) {
+  return Guard([&] {
+    Status s = pool->Read(*H(handle)->volume, buf, count, offset);
+    return s.ok() ? 0 : Fail(s);
+  });
+}
+
+int thinsim_pwrite(void* handle, const void* buf, uint32_t count, uint64_t offset, uint32_t flags) {
+  return Guard([&] { return AfterWrite(pool->Write(*H(handle)->volume, buf, count, offset), flags); });
+}
+
+int thinsim_trim(void* handle, uint32_t count, uint64_t offset, uint32_t flags) {
+  return Guard([&] { return AfterWrite(pool->Trim(*H(handle)->volume, count, offset), flags); });
+}
+
+int thinsim_zero(void* handle, uint32_t count, uint64_t offset, uint32_t flags) {
+  return Guard([&] {
+    unsigned zero_flags = 0;
+    if (flags & NBDKIT_FLAG_MAY_TRIM) zero_flags |= thinsim::Pool::kMayTrim;
+    if (flags & NBDKIT_FLAG_FAST_ZERO) zero_flags |= thinsim::Pool::kFastZero;
+    return AfterWrite(pool->Zero(*H(handle)->volume, count, offset, zero_flags), flags);
+  });
+}
+
+int thinsim_flush(void* /*handle*/, uint32_t /*flags*/) {
+  return Guard([] {
+    Status s = pool->Flush();
+    return s.ok() ? 0 : Fail(s);
+  });
+}
+
+int thinsim_extents(void* handle, uint32_t count, uint64_t offset, uint32_t /*flags*/,
+                    struct nbdkit_extents* extents) {
+  return Guard([&] {
+    std::vector<thinsim::Extent> list;
+    Status s = pool->Extents(*H(handle)->volume, count, offset, &list);
+    if (!s.ok()) return Fail(s);
+    for (const thinsim::Extent& e : list) {
+      if (nbdkit_add_extent(extents, e.offset, e.length, e.type) == -1) return -1;
+    }
+    return 0;
+  });
+}
+
+nbdkit_plugin CreatePlugin() {
+  nbdkit_plugin p = nbdkit_plugin();
+  p.name = "thinsim";
+  p.longname = "thinsim thin-provisioning pool simulator";
+  p.version = "0.1.0";
+  p.description = "A thin pool of refcounted blocks; every volume and snapshot is an export.";
+  p.config = thinsim_config;
+  p.config_complete = thinsim_config_complete;
+  p.config_help = thinsim::kConfigHelp;
+  p.get_ready = thinsim_get_ready;
+  p.after_fork = thinsim_after_fork;
+  p.cleanup = thinsim_cleanup;
+  p.unload = thinsim_unload;
+  p.list_exports = thinsim_list_exports;
+  p.default_export = thinsim_default_export;
+  p.open = thinsim_open;
+  p.close = thinsim_close;
+  p.get_size = thinsim_get_size;
+  p.can_write = thinsim_can_write;
+  p.can_flush = thinsim_can_flush;
+  p.can_fua = thinsim_can_fua;
+  p.can_trim = thinsim_can_trim;
+  p.can_zero = thinsim_can_zero;
+  p.can_fast_zero = thinsim_can_fast_zero;
+  p.can_extents = thinsim_can_extents;
+  p.can_multi_conn = thinsim_can_multi_conn;
+  p.block_size = thinsim_block_size;
+  p.pread = thinsim_pread;
+  p.pwrite = thinsim_pwrite;
+  p.trim = thinsim_trim;
+  p.zero = thinsim_zero;
+  p.flush = thinsim_flush;
+  p.extents = thinsim_extents;
+  return p;
+}
+
+}  // namespace
+
+static struct nbdkit_plugin plugin = CreatePlugin();
+NBDKIT_REGISTER_PLUGIN(plugin)
