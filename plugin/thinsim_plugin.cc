@@ -65,6 +65,15 @@ int Guard(Fn fn) {
 
 Handle* H(void* handle) { return static_cast<Handle*>(handle); }
 
+// Pool events go to control-socket subscribers.
+void PublishEvent(const thinsim::PoolEvent& e) {
+  nlohmann::json data = {{"mode", thinsim::PoolModeName(e.mode)},
+                         {"free_blocks", e.free_blocks},
+                         {"total_blocks", e.total_blocks}};
+  if (e.name == "LOW_WATER") data["threshold_blocks"] = e.threshold_blocks;
+  control->Publish(thinsim::ControlCommands::EventLine(e.name, data));
+}
+
 // ---- Configuration ----------------------------------------------------------
 
 int thinsim_config(const char* key, const char* value) {
@@ -106,7 +115,9 @@ int thinsim_get_ready() {
                                                : config.control_path;
     control = new thinsim::ControlServer(pool);
     s = control->Listen(path);
-    return s.ok() ? 0 : Fail(s);
+    if (!s.ok()) return Fail(s);
+    pool->SetEventHandler(PublishEvent);
+    return 0;
   });
 }
 

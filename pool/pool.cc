@@ -479,9 +479,47 @@ void Pool::RecycleLocked() {
     space_map_->Recycle({b});
   }
   if (space_map_->nr_free() > 0) {
-    if (mode_ == PoolMode::kOutOfDataSpace) mode_ = PoolMode::kWrite;
+    if (mode_ == PoolMode::kOutOfDataSpace) SetModeLocked(PoolMode::kWrite);
     space_freed_.notify_all();
   }
+  CheckLowWaterLocked();
+}
+
+void Pool::SetEventHandler(std::function<void(const PoolEvent&)> handler) {
+  std::unique_lock lock(meta_mu_);
+  event_handler_ = std::move(handler);
+}
+
+void Pool::SetModeLocked(PoolMode mode) {
+  if (mode == mode_) return;
+  mode_ = mode;
+  if (!event_handler_) return;
+  PoolEvent e;
+  e.name = "POOL_MODE";
+  e.mode = mode;
+  e.free_blocks = space_map_->nr_free();
+  e.total_blocks = space_map_->nr_blocks();
+  event_handler_(e);
+}
+
+void Pool::CheckLowWaterLocked() {
+  uint64_t total = space_map_->nr_blocks();
+  uint64_t threshold = total * options_.low_water_percent / 100;
+  uint64_t free = space_map_->nr_free();
+  if (free >= threshold) {
+    low_water_armed_ = true;
+    return;
+  }
+  if (!low_water_armed_) return;
+  low_water_armed_ = false;
+  if (!event_handler_) return;
+  PoolEvent e;
+  e.name = "LOW_WATER";
+  e.mode = mode_;
+  e.free_blocks = free;
+  e.total_blocks = total;
+  e.threshold_blocks = threshold;
+  event_handler_(e);
 }
 
 // ---- Consistency check for tests --------------------------------------------

@@ -29,6 +29,7 @@
 #define THINSIM_POOL_POOL_H_
 
 #include <condition_variable>
+#include <functional>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -91,6 +92,15 @@ struct VolumeInfo {
   bool pinned = false;
 };
 
+// Something the pool reports as it happens (SPEC section 6).
+struct PoolEvent {
+  std::string name;  // "LOW_WATER" or "POOL_MODE"
+  PoolMode mode = PoolMode::kWrite;
+  uint64_t free_blocks = 0;
+  uint64_t total_blocks = 0;
+  uint64_t threshold_blocks = 0;  // LOW_WATER: free space fell below this
+};
+
 struct SnapshotRequest {
   std::string origin;
   std::string name;
@@ -114,6 +124,10 @@ class Pool {
   Pool& operator=(const Pool&) = delete;
 
   uint32_t block_size() const { return block_size_; }
+
+  // Receives events. It is called with pool locks held: it must not call
+  // back into the Pool, and should not block.
+  void SetEventHandler(std::function<void(const PoolEvent&)> handler);
 
   // ---- Control plane -------------------------------------------------------
   // `strategy` defaults to PoolOptions::default_strategy.
@@ -212,6 +226,10 @@ class Pool {
   // Discards blocks whose count reached zero and returns them to the free
   // set; wakes queued writers.
   void RecycleLocked();
+  // Raises LOW_WATER once each time free space falls below the threshold,
+  // and POOL_MODE on mode changes.
+  void CheckLowWaterLocked();
+  void SetModeLocked(PoolMode mode);
 
   const uint32_t block_size_;
   const PoolOptions options_;
@@ -223,6 +241,8 @@ class Pool {
   // State below is protected by meta_mu_.
   std::unique_ptr<SpaceMap> space_map_;
   PoolMode mode_ = PoolMode::kWrite;
+  bool low_water_armed_ = true;
+  std::function<void(const PoolEvent&)> event_handler_;
   uint64_t next_volume_id_ = 1;
   std::map<uint64_t, std::shared_ptr<Volume>> volumes_;  // by id = creation order
   std::map<std::string, uint64_t, std::less<>> names_;

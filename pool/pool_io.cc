@@ -103,7 +103,7 @@ Status Pool::AllocateBlocks(std::unique_lock<std::shared_mutex>& lock, size_t n,
   using Clock = std::chrono::steady_clock;
   const auto deadline = Clock::now() + std::chrono::seconds(options_.no_space_timeout_seconds);
   while (space_map_->nr_free() < n) {
-    mode_ = PoolMode::kOutOfDataSpace;
+    SetModeLocked(PoolMode::kOutOfDataSpace);
     bool can_wait = options_.when_full == WhenFull::kQueue;
     if (can_wait && options_.no_space_timeout_seconds == 0) {
       space_freed_.wait(lock);
@@ -118,6 +118,8 @@ Status Pool::AllocateBlocks(std::unique_lock<std::shared_mutex>& lock, size_t n,
                                      : ""));
   }
   for (size_t i = 0; i < n; ++i) out->push_back(space_map_->Allocate());
+  if (mode_ == PoolMode::kOutOfDataSpace) SetModeLocked(PoolMode::kWrite);
+  CheckLowWaterLocked();
   return Status::OK();
 }
 
