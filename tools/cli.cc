@@ -1,0 +1,337 @@
+#include "tools/cli.h"
+
+#include <algorithm>
+#include <cstdlib>
+#include <exception>
+#include <ostream>
+
+#include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
+
+#include "tools/format.h"
+
+namespace thinsim::cli {
+namespace {
+
+using nlohmann::json;
+
+// Everything the command line parser fills in; each subcommand uses a part.
+struct Arguments {
+  std::string socket;
+  std::string pool;
+  bool json = false;
+  double timeout_seconds = 60;
+  std::string name;
+  std::string size;
+  std::string reserve;
+  std::string offset;
+  std::string length;
+  std::string key_value;
+  std::vector<std::string> snapshot_args;
+  bool read_only = false;
+};
+
+void AddGlobalOptions(CLI::App& app, Arguments& a) {
+  CLI::Option* socket =
+      app.add_option("--socket", a.socket, "Control socket of the running plugin")
+          ->type_name("PATH");
+  CLI::Option* pool =
+      app.add_option("--pool", a.pool, "Pool directory (its socket is DIR/control.sock)")
+          ->type_name("DIR");
+  socket->excludes(pool);
+  app.add_flag("--json", a.json, "Print the server's reply as one line of JSON");
+  app.add_option("--timeout", a.timeout_seconds, "Seconds to wait for a reply (0: forever)")
+      ->type_name("SECONDS")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
+}
+
+CLI::App* AddCommand(CLI::App& app, const std::string& name, const std::string& help) {
+  return app.add_subcommand(name, help);
+}
+
+void AddName(CLI::App* sub, Arguments& a, const std::string& help) {
+  sub->add_option("NAME", a.name, help)->required();
+}
+
+void AddSize(CLI::App* sub, Arguments& a, const std::string& help) {
+  sub->add_option("SIZE", a.size, help)->required();
+}
+
+void AddQueryCommands(CLI::App& app, Arguments& a) {
+  AddCommand(app, "status", "Show pool usage (query-pool)");
+  AddCommand(app, "ls", "List volumes (query-volumes)")
+      ->add_option("NAME", a.name, "Only this volume");
+  AddCommand(app, "events", "Print events as they arrive (events-subscribe)");
+}
+
+void AddVolumeCommands(CLI::App& app, Arguments& a) {
+  CLI::App* create = AddCommand(app, "create", "Create an empty volume (volume-create)");
+  AddName(create, a, "Volume name");
+  AddSize(create, a, "Virtual size, e.g. 1G");
+  create->add_option("--reserve", a.reserve, "Reservation: none, provision, volume or full")
+      ->type_name("STRATEGY");
+  AddName(AddCommand(app, "delete", "Delete a volume (volume-delete)"), a, "Volume name");
+  CLI::App* resize = AddCommand(app, "resize", "Change a volume's size (volume-resize)");
+  AddName(resize, a, "Volume name");
+  AddSize(resize, a, "New virtual size");
+  CLI::App* set = AddCommand(app, "set", "Change a volume setting (volume-set)");
+  AddName(set, a, "Volume name");
+  set->add_option("KEY=VALUE", a.key_value, "reserve=none|provision|volume|full")->required();
+  AddName(AddCommand(app, "activate", "Pin a volume active (volume-activate)"), a,
+          "Volume name");
+  AddName(AddCommand(app, "deactivate", "Unpin a volume (volume-deactivate)"), a,
+          "Volume name");
+  CLI::App* provision =
+      AddCommand(app, "provision", "Allocate and provision a byte range (provision)");
+  AddName(provision, a, "Volume name");
+  provision->add_option("OFFSET", a.offset, "Start of the range, e.g. 0 or 1M")->required();
+  provision->add_option("LENGTH", a.length, "Length of the range, e.g. 64K")->required();
+}
+
+void AddPoolCommands(CLI::App& app, Arguments& a) {
+  CLI::App* snapshot =
+      AddCommand(app, "snapshot", "Snapshot volumes, all or nothing (snapshot-create)");
+  snapshot->add_option("ARGS", a.snapshot_args, "ORIGIN NAME, or ORIGIN:NAME ...")->required();
+  snapshot->add_flag("--read-only", a.read_only, "Make the snapshots read-only");
+  AddSize(AddCommand(app, "grow", "Grow the pool's data capacity (pool-grow)"), a,
+          "New total data capacity");
+  AddCommand(app, "commit", "Commit metadata now (commit)");
+}
+
+Request MakeRequest(const std::string& execute, json arguments = json::object()) {
+  Request request;
+  request.execute = execute;
+  request.arguments = std::move(arguments);
+  return request;
+}
+
+Request BuildCreateRequest(const Arguments& a) {
+  json arguments = {{"name", a.name}, {"size", a.size}};
+  if (!a.reserve.empty()) arguments["reserve"] = a.reserve;
+  return MakeRequest("volume-create", std::move(arguments));
+}
+
+// The control request for subcommand `command`; false with *error set when
+// the arguments cannot make one.
+bool BuildRequest(const std::string& command, const Arguments& a, Request* request,
+                  std::string* error) {
+  const json name = {{"name", a.name}};
+  if (command == "status") {
+    *request = MakeRequest("query-pool");
+  } else if (command == "ls") {
+    *request = MakeRequest("query-volumes", a.name.empty() ? json::object() : name);
+  } else if (command == "create") {
+    *request = BuildCreateRequest(a);
+  } else if (command == "delete") {
+    *request = MakeRequest("volume-delete", name);
+  } else if (command == "resize") {
+    *request = MakeRequest("volume-resize", {{"name", a.name}, {"size", a.size}});
+  } else if (command == "snapshot") {
+    return BuildSnapshotRequest(a.snapshot_args, a.read_only, request, error);
+  } else if (command == "set") {
+    return BuildSetRequest(a.name, a.key_value, request, error);
+  } else if (command == "activate") {
+    *request = MakeRequest("volume-activate", name);
+  } else if (command == "deactivate") {
+    *request = MakeRequest("volume-deactivate", name);
+  } else if (command == "provision") {
+    *request = MakeRequest("provision",
+                           {{"name", a.name}, {"offset", a.offset}, {"length", a.length}});
+  } else if (command == "grow") {
+    *request = MakeRequest("pool-grow", {{"size", a.size}});
+  } else if (command == "commit") {
+    *request = MakeRequest("commit");
+  } else if (command == "events") {
+    *request = MakeRequest("events-subscribe");
+  } else {
+    *error = "unknown command '" + command + "'";
+    return false;
+  }
+  return true;
+}
+
+// Parses "ORIGIN:NAME" into {"origin", "name"}.
+bool ParseSnapshotPair(const std::string& arg, json* pair, std::string* error) {
+  const std::size_t colon = arg.find(':');
+  if (colon == std::string::npos || colon == 0 || colon + 1 == arg.size() ||
+      arg.find(':', colon + 1) != std::string::npos) {
+    *error = "bad snapshot pair '" + arg + "': expected ORIGIN:NAME";
+    return false;
+  }
+  *pair = {{"origin", arg.substr(0, colon)}, {"name", arg.substr(colon + 1)}};
+  return true;
+}
+
+int Fail(std::ostream& err, const std::string& message) {
+  err << "thinsim: " << message << "\n";
+  return kExitFailure;
+}
+
+// The human form of a successful reply.
+std::string HumanReply(const Request& request, const json& result) {
+  if (request.execute == "query-pool") return FormatStatus(result);
+  if (request.execute == "query-volumes") return FormatVolumeTable(result);
+  return FormatConfirmation(request, result) + "\n";
+}
+
+// Prints events until the server closes the connection.
+int StreamEvents(ControlClient* client, bool as_json, std::ostream& out, std::ostream& err) {
+  for (;;) {
+    Event event;
+    ClientStatus status = client->ReadEvent(&event);
+    if (status.code() == ClientCode::kClosed) return kExitOk;
+    if (!status.ok()) return Fail(err, status.message());
+    std::string line = event.line;
+    if (!as_json) {
+      try {
+        line = FormatEvent(event.json);
+      } catch (const json::exception&) {
+        // An event of unexpected shape: show it as received.
+      }
+    }
+    out << line << std::endl;  // flush: a reader may be waiting on a pipe
+  }
+}
+
+}  // namespace
+
+Environment Environment::FromProcess() {
+  Environment env;
+  if (const char* socket = std::getenv("THINSIM_SOCKET")) env.thinsim_socket = socket;
+  return env;
+}
+
+bool ResolveSocketPath(const std::string& socket_flag, const std::string& pool_flag,
+                       const Environment& env, std::string* path, std::string* error) {
+  if (!socket_flag.empty()) {
+    *path = socket_flag;
+  } else if (!pool_flag.empty()) {
+    *path = pool_flag + (pool_flag.back() == '/' ? "" : "/") + "control.sock";
+  } else if (!env.thinsim_socket.empty()) {
+    *path = env.thinsim_socket;
+  } else {
+    *error = "no control socket: use --socket PATH, --pool DIR or THINSIM_SOCKET";
+    return false;
+  }
+  return true;
+}
+
+bool BuildSnapshotRequest(const std::vector<std::string>& args, bool read_only,
+                          Request* request, std::string* error) {
+  const bool pair_form = std::any_of(args.begin(), args.end(), [](const std::string& arg) {
+    return arg.find(':') != std::string::npos;
+  });
+  json arguments;
+  if (!pair_form) {
+    if (args.size() != 2) {
+      *error = "snapshot needs ORIGIN NAME, or one or more ORIGIN:NAME pairs";
+      return false;
+    }
+    arguments = {{"origin", args[0]}, {"name", args[1]}};
+  } else {
+    json pairs = json::array();
+    for (const std::string& arg : args) {
+      json pair;
+      if (!ParseSnapshotPair(arg, &pair, error)) return false;
+      pairs.push_back(std::move(pair));
+    }
+    arguments = {{"snapshots", std::move(pairs)}};
+  }
+  if (read_only) arguments["read-only"] = true;
+  *request = MakeRequest("snapshot-create", std::move(arguments));
+  return true;
+}
+
+bool BuildSetRequest(const std::string& name, const std::string& key_value, Request* request,
+                     std::string* error) {
+  const std::size_t eq = key_value.find('=');
+  if (eq == std::string::npos || eq == 0) {
+    *error = "expected KEY=VALUE, got '" + key_value + "'";
+    return false;
+  }
+  const std::string key = key_value.substr(0, eq);
+  const std::string value = key_value.substr(eq + 1);
+  if (key != "reserve") {
+    *error = "unknown setting '" + key + "': the only setting is reserve";
+    return false;
+  }
+  if (value.empty()) {
+    *error = "reserve needs a value: none, provision, volume or full";
+    return false;
+  }
+  *request = MakeRequest("volume-set", {{"name", name}, {"reserve", value}});
+  return true;
+}
+
+ParseResult ParseCommandLine(const std::vector<std::string>& args, const Environment& env,
+                             std::ostream& out, std::ostream& err) {
+  Arguments a;
+  CLI::App app{"Control a running thinsim pool through its control socket.", "thinsim"};
+  app.fallthrough();  // global options may also follow the subcommand
+  app.require_subcommand(1);
+  AddGlobalOptions(app, a);
+  AddQueryCommands(app, a);
+  AddVolumeCommands(app, a);
+  AddPoolCommands(app, a);
+
+  std::vector<const char*> argv = {"thinsim"};
+  for (const std::string& arg : args) argv.push_back(arg.c_str());
+  try {
+    app.parse(static_cast<int>(argv.size()), argv.data());
+  } catch (const CLI::ParseError& e) {
+    app.exit(e, out, err);
+    return {std::nullopt, e.get_exit_code() == 0 ? kExitOk : kExitUsage};
+  }
+
+  Invocation invocation;
+  invocation.json = a.json;
+  invocation.timeout = std::chrono::milliseconds(static_cast<std::int64_t>(a.timeout_seconds * 1000));
+  std::string error;
+  const std::string command = app.get_subcommands().front()->get_name();
+  if (!BuildRequest(command, a, &invocation.request, &error) ||
+      !ResolveSocketPath(a.socket, a.pool, env, &invocation.socket_path, &error)) {
+    err << "thinsim: " << error << "\n";
+    return {std::nullopt, kExitUsage};
+  }
+  return {std::move(invocation), kExitOk};
+}
+
+int Execute(const Invocation& invocation, std::ostream& out, std::ostream& err) {
+  ControlClient client;
+  client.set_timeout(invocation.timeout);
+  ClientStatus status = client.Connect(invocation.socket_path);
+  if (!status.ok()) return Fail(err, status.message());
+  Reply reply;
+  status = client.Call(invocation.request, &reply);
+  if (!status.ok()) return Fail(err, status.message());
+  if (!reply.ok) return Fail(err, FormatServerError(reply.value));
+  if (invocation.request.execute == "events-subscribe") {
+    return StreamEvents(&client, invocation.json, out, err);
+  }
+  std::string text;
+  try {
+    text = invocation.json ? CompactJson(reply.value) + "\n"
+                           : HumanReply(invocation.request, reply.value);
+  } catch (const json::exception& e) {
+    return Fail(err, "unexpected reply to " + invocation.request.execute + " from " +
+                         invocation.socket_path + ": " + e.what());
+  }
+  out << text << std::flush;
+  return out ? kExitOk : Fail(err, "cannot write output");
+}
+
+int RunCli(const std::vector<std::string>& args, const Environment& env, std::ostream& out,
+           std::ostream& err) {
+  try {
+    ParseResult parsed = ParseCommandLine(args, env, out, err);
+    if (!parsed.invocation) return parsed.exit_code;
+    return Execute(*parsed.invocation, out, err);
+  } catch (const std::exception& e) {
+    return Fail(err, e.what());
+  } catch (...) {
+    return Fail(err, "unknown internal error");
+  }
+}
+
+}  // namespace thinsim::cli
