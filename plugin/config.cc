@@ -15,9 +15,8 @@ const char kConfigHelp[] =
     "size=SIZE                Data capacity of the pool (required).\n"
     "block-size=SIZE          Data block size, a power of two 4K..1G (default 64K).\n"
     "volume=NAME:SIZE[:STRAT] Create this volume at start (repeatable).\n"
-    "reserve=STRATEGY         Default strategy for new volumes. This build\n"
-    "                         accepts only 'none'; provision|volume|full are\n"
-    "                         refused until reservations are implemented.\n"
+    "reserve=STRATEGY         Default strategy for new volumes: none (default),\n"
+    "                         provision, volume or full (docs/reservation.md).\n"
     "when-full=error|queue    A write that cannot get a block fails at once with\n"
     "                         ENOSPC (error, default) or waits for space (queue).\n"
     "no-space-timeout=SECONDS In queue mode, how long a write waits (0 = forever;\n"
@@ -54,10 +53,6 @@ Status ParseStrategyArg(std::string_view key, std::string_view value, Strategy* 
   if (!ParseStrategy(value, out)) {
     return Status::Invalid(std::string(key) + ": unknown strategy '" + std::string(value) +
                            "' (use none, provision, volume or full)");
-  }
-  if (*out != Strategy::kNone) {
-    return Status::Unsupported(std::string(key) + ": strategy '" + std::string(value) +
-                               "' is not implemented yet; this build supports only 'none'");
   }
   return Status::OK();
 }

@@ -294,10 +294,25 @@ Status ControlCommands::Dispatch(const std::string& command, const json& args, j
     *result = json::object();
     return Status::OK();
   }
-  if (command == "volume-set" || command == "volume-activate" || command == "volume-deactivate") {
-    return Status::Unsupported("'" + command +
-                               "' belongs to reservation strategies, which this build does not "
-                               "implement yet");
+  if (command == "volume-set") {
+    Args a(args, {"name", "reserve"});
+    THINSIM_RETURN_IF_ERROR(a.status());
+    std::string name, reserve;
+    THINSIM_RETURN_IF_ERROR(a.String("name", &name));
+    THINSIM_RETURN_IF_ERROR(a.String("reserve", &reserve));
+    Strategy strategy;
+    THINSIM_RETURN_IF_ERROR(ParseStrategyArg(reserve, &strategy));
+    THINSIM_RETURN_IF_ERROR(pool_->SetStrategy(name, strategy));
+    return volume_result(name);
+  }
+  if (command == "volume-activate" || command == "volume-deactivate") {
+    Args a(args, {"name"});
+    THINSIM_RETURN_IF_ERROR(a.status());
+    std::string name;
+    THINSIM_RETURN_IF_ERROR(a.String("name", &name));
+    THINSIM_RETURN_IF_ERROR(command == "volume-activate" ? pool_->Activate(name)
+                                                          : pool_->Deactivate(name));
+    return volume_result(name);
   }
   return Status::Invalid("unknown command '" + command + "'");
 }

@@ -102,6 +102,7 @@ Status Pool::Open(const PoolOptions& o, std::unique_ptr<Pool>* out) {
   }
   out->reset(new Pool(o, std::move(store), lock_fd));
   (*out)->space_map_ = std::make_unique<SpaceMap>(nr_blocks);
+  (*out)->guarantors_.assign(nr_blocks, 0);
   return Status::OK();
 }
 
@@ -135,7 +136,7 @@ VolumeInfo Pool::InfoLocked(const Volume& v) const {
   info.exclusive_blocks = v.nr_exclusive;
   info.shared_blocks = v.nr_mapped - v.nr_exclusive;
   info.provisioned_blocks = v.nr_provisioned;
-  info.reserved_blocks = 0;  // every volume is `none` until reservations land
+  info.reserved_blocks = VolumeReservedLocked(v);
   info.connections = v.connections;
   info.writable_connections = v.writable_connections;
   info.pinned = v.pinned;
@@ -149,7 +150,7 @@ PoolInfo Pool::QueryPool() const {
   info.total_blocks = space_map_->nr_blocks();
   info.used_blocks = space_map_->nr_used();
   info.free_blocks = space_map_->nr_free();
-  info.reserved_blocks = 0;
+  info.reserved_blocks = static_cast<uint64_t>(reserved_);
   info.mode = mode_;
   info.when_full = options_.when_full;
   info.low_water_percent = options_.low_water_percent;
@@ -201,14 +202,6 @@ Status ValidateVolumeSize(uint64_t size, uint32_t bs) {
   return Status::OK();
 }
 
-Status CheckStrategy(Strategy s) {
-  if (s != Strategy::kNone) {
-    return Status::Unsupported("reservation strategy '" + std::string(StrategyName(s)) +
-                               "' is not implemented yet; this build supports only 'none'");
-  }
-  return Status::OK();
-}
-
 vblock_t BlocksFor(uint64_t bytes, uint32_t bs) { return (bytes + bs - 1) / bs; }
 
 }  // namespace
@@ -217,11 +210,15 @@ Status Pool::CreateVolume(std::string_view name, uint64_t size, std::optional<St
   THINSIM_RETURN_IF_ERROR(ValidateVolumeName(name));
   THINSIM_RETURN_IF_ERROR(ValidateVolumeSize(size, block_size_));
   Strategy s = strategy.value_or(options_.default_strategy);
-  THINSIM_RETURN_IF_ERROR(CheckStrategy(s));
 
   std::unique_lock lock(meta_mu_);
   if (FindLocked(name) != nullptr) {
     return Status::Exists("a volume named '" + std::string(name) + "' already exists");
+  }
+  // A new volume is inactive: only `full` guarantees (all of) it already.
+  if (GuaranteeFor(s, false, false).all) {
+    THINSIM_RETURN_IF_ERROR(AdmitLocked(static_cast<int64_t>(BlocksFor(size, block_size_)),
+                                        "volume '" + std::string(name) + "' (strategy full)"));
   }
   auto v = std::make_shared<Volume>();
   v->id = next_volume_id_++;
@@ -231,6 +228,7 @@ Status Pool::CreateVolume(std::string_view name, uint64_t size, std::optional<St
   v->strategy = s;
   v->map = std::make_unique<MappingTable>(BlocksFor(size, block_size_));
   families_[v->family].push_back(v.get());
+  reserved_ += static_cast<int64_t>(UnmappedNeedLocked(*v));
   names_.emplace(v->name, v->id);
   volumes_.emplace(v->id, std::move(v));
   return Status::OK();
@@ -259,6 +257,8 @@ Status Pool::DeleteVolume(std::string_view name) {
 
 // Drops every mapping of `v` and removes it from the tables.
 void Pool::ReleaseVolumeLocked(Volume& v) {
+  OwnerChangeLocked(v, GuaranteeOfLocked(v), /*leave=*/true, /*apply=*/true);
+  reserved_ -= static_cast<int64_t>(UnmappedNeedLocked(v));
   auto& family = families_[v.family];
   family.erase(std::find(family.begin(), family.end(), &v));
   for (size_t idx = 0; idx < v.map->nr_chunks(); ++idx) {
@@ -300,6 +300,10 @@ Status Pool::ResizeVolume(std::string_view name, uint64_t size) {
   {
     std::shared_lock lock(meta_mu_);
     old_size = v->size;
+    if (size > old_size && GuaranteeOfLocked(*v).all) {
+      int64_t added = static_cast<int64_t>(BlocksFor(size, block_size_) - v->map->nr_vblocks());
+      THINSIM_RETURN_IF_ERROR(AdmitLocked(added, "growing '" + v->name + "'"));
+    }
     if (v->read_only) return Status::ReadOnly("'" + v->name + "' is a read-only snapshot");
     if (size < old_size && v->connections > 0) {
       return Status::Busy("cannot shrink volume '" + v->name + "' while it has " +
@@ -314,12 +318,16 @@ Status Pool::ResizeVolume(std::string_view name, uint64_t size) {
                                        nullptr, /*fast=*/false, /*gated=*/false));
   }
   std::unique_lock lock(meta_mu_);
-  vblock_t new_blocks = BlocksFor(size, block_size_);
-  if (new_blocks < v->map->nr_vblocks()) {
+  const vblock_t new_blocks = BlocksFor(size, block_size_);
+  const bool all = GuaranteeOfLocked(*v).all;
+  const int64_t added = static_cast<int64_t>(new_blocks) - static_cast<int64_t>(v->map->nr_vblocks());
+  if (all) THINSIM_RETURN_IF_ERROR(AdmitLocked(added, "growing '" + v->name + "'"));
+  if (added < 0) {
     UnmapRangeLocked(*v, new_blocks, v->map->nr_vblocks() - 1);
     RecycleLocked();
   }
   v->map->Resize(new_blocks);
+  if (all) reserved_ += added;
   v->size = size;
   return Status::OK();
 }
@@ -354,8 +362,22 @@ Status Pool::CreateSnapshots(const std::vector<SnapshotRequest>& requests, bool 
       return Status::Exists("a volume named '" + r.name + "' already exists");
     }
   }
+  std::vector<Volume*> created;
   for (const SnapshotRequest& r : requests) {
     Volume* o = FindLocked(r.origin);
+    // Admission first: the snapshot's new ownership of every block, and its
+    // own unmapped guarantee. All-or-nothing: a refusal undoes the
+    // snapshots made so far in this call, which restores every counter.
+    Guarantee gs = GuaranteeFor(o->strategy, read_only, /*active=*/false);
+    int64_t delta = OwnerChangeLocked(*o, gs, /*leave=*/false, /*apply=*/false);
+    if (gs.all) delta += static_cast<int64_t>(o->map->nr_vblocks() - o->nr_mapped);
+    Status admitted = AdmitLocked(delta, "snapshot '" + r.name + "' of '" + o->name + "'");
+    if (!admitted.ok()) {
+      for (auto it = created.rbegin(); it != created.rend(); ++it) ReleaseVolumeLocked(**it);
+      RecycleLocked();
+      return admitted;
+    }
+    OwnerChangeLocked(*o, gs, /*leave=*/false, /*apply=*/true);
     auto s = std::make_shared<Volume>();
     s->id = next_volume_id_++;
     s->name = r.name;
@@ -371,6 +393,8 @@ Status Pool::CreateSnapshots(const std::vector<SnapshotRequest>& requests, bool 
     s->nr_exclusive = 0;
     o->nr_exclusive = 0;
     families_[s->family].push_back(s.get());
+    reserved_ += static_cast<int64_t>(UnmappedNeedLocked(*s));
+    created.push_back(s.get());
     names_.emplace(s->name, s->id);
     volumes_.emplace(s->id, std::move(s));
   }
@@ -387,6 +411,7 @@ Status Pool::Grow(uint64_t new_size) {
   }
   THINSIM_RETURN_IF_ERROR(store_->Grow(nr_blocks));
   space_map_->Grow(nr_blocks);
+  guarantors_.resize(nr_blocks, 0);
   RecycleLocked();
   return Status::OK();
 }
@@ -400,8 +425,8 @@ Status Pool::OpenVolume(std::string_view name, bool writable, std::shared_ptr<Vo
   if (writable && v->read_only) {
     return Status::ReadOnly("'" + v->name + "' is a read-only snapshot");
   }
+  if (writable) THINSIM_RETURN_IF_ERROR(SetActiveStateLocked(*v, v->pinned, v->writable_connections + 1));
   ++v->connections;
-  if (writable) ++v->writable_connections;
   *out = volumes_.at(v->id);
   return Status::OK();
 }
@@ -410,7 +435,8 @@ void Pool::CloseVolume(const std::shared_ptr<Volume>& v, bool writable) {
   std::unique_lock lock(meta_mu_);
   assert(v->connections > 0);
   --v->connections;
-  if (writable) --v->writable_connections;
+  // Deactivation only ever lowers the reservation, so it cannot fail.
+  if (writable) SetActiveStateLocked(*v, v->pinned, v->writable_connections - 1);
 }
 
 uint64_t Pool::VolumeSize(const Volume& v) const {
@@ -424,6 +450,10 @@ bool Pool::VolumeReadOnly(const Volume& v) const { return v.read_only; }
 
 void Pool::MapFreshLocked(Volume& v, vblock_t vb, dblock_t b, bool provisioned) {
   UnmapLocked(v, vb);
+  // A fresh block has one owner: need(b) = 0 whether or not v guarantees it.
+  Guarantee g = GuaranteeOfLocked(v);
+  guarantors_[b] = g.Covers(provisioned);
+  if (g.all) --reserved_;  // the vblock is no longer an unmapped guaranteed one
   Chunk& c = v.map->MutableChunk(vb, space_map_.get());
   c.Set(vb & (kChunkSize - 1), b, provisioned);
   ++v.nr_mapped;
@@ -434,6 +464,14 @@ void Pool::MapFreshLocked(Volume& v, vblock_t vb, dblock_t b, bool provisioned) 
 void Pool::UnmapLocked(Volume& v, vblock_t vb) {
   MappingTable::Entry e = v.map->Lookup(vb);
   if (e.dblock == kNoDblock) return;
+  // v stops owning the block (and guaranteeing it, if it did).
+  Guarantee g = GuaranteeOfLocked(v);
+  uint32_t owners = OwnersLocked(v.family, vb, e.dblock, nullptr);
+  uint32_t gv = g.Covers(e.provisioned);
+  uint32_t& gb = guarantors_[e.dblock];
+  reserved_ += Need(owners - 1, gb - gv) - Need(owners, gb);
+  gb -= gv;
+  if (g.all) ++reserved_;  // an unmapped guaranteed vblock needs one block
   Chunk& c = v.map->MutableChunk(vb, space_map_.get());  // now private: refs 1
   bool was_exclusive = space_map_->RefCount(e.dblock) == 1;
   c.Clear(vb & (kChunkSize - 1));
@@ -555,6 +593,41 @@ Status Pool::TEST_CheckCounters() const {
     return Status::Corruption("used blocks: " + std::to_string(space_map_->nr_used()) +
                               " counted, " + std::to_string(used) + " referenced, " +
                               std::to_string(chunk_refs.size()) + " mapped");
+  }
+  // Reservations: g(b) from every owner's guarantee, then the SPEC formula.
+  std::unordered_map<dblock_t, uint64_t> guarantors;
+  int64_t reserved = 0;
+  for (const auto& [id, v] : volumes_) {
+    Guarantee g = GuaranteeOfLocked(*v);
+    reserved += static_cast<int64_t>(UnmappedNeedLocked(*v));
+    for (size_t idx = 0; idx < v->map->nr_chunks(); ++idx) {
+      const Chunk* c = v->map->chunk(idx);
+      if (c == nullptr) continue;
+      c->ForEach([&](uint32_t, dblock_t b, bool prov) { guarantors[b] += g.Covers(prov); });
+    }
+  }
+  for (const auto& [b, o] : owners) {
+    if (guarantors_[b] != guarantors[b]) {
+      return Status::Corruption("dblock " + std::to_string(b) + " has " +
+                                std::to_string(guarantors_[b]) + " guarantors counted, " +
+                                std::to_string(guarantors[b]) + " walked");
+    }
+    reserved += Need(o, guarantors[b]);
+  }
+  if (reserved != reserved_) {
+    return Status::Corruption("reserved blocks: " + std::to_string(reserved_) + " counted, " +
+                              std::to_string(reserved) + " walked");
+  }
+  if (reserved_ > static_cast<int64_t>(space_map_->nr_free())) {
+    return Status::Corruption("reserved " + std::to_string(reserved_) + " > free " +
+                              std::to_string(space_map_->nr_free()));
+  }
+  uint64_t reserved_by_volumes = 0;
+  for (const auto& [id, v] : volumes_) reserved_by_volumes += VolumeReservedLocked(*v);
+  if (static_cast<int64_t>(reserved_by_volumes) != reserved_) {
+    return Status::Corruption("per-volume reserved blocks add up to " +
+                              std::to_string(reserved_by_volumes) + ", pool has " +
+                              std::to_string(reserved_));
   }
   for (const auto& [id, v] : volumes_) {
     uint64_t mapped = 0, exclusive = 0, provisioned = 0;

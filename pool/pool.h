@@ -45,6 +45,7 @@
 
 namespace thinsim {
 
+class Chunk;
 class DataStore;
 class SpaceMap;
 struct Volume;
@@ -145,6 +146,13 @@ class Pool {
   Status Provision(std::string_view name, uint64_t offset, uint64_t length);
   // Grows the data capacity to `new_size` bytes.
   Status Grow(uint64_t new_size);
+  // Changes a volume's reservation strategy; NoSpace if the new guarantee
+  // does not fit.
+  Status SetStrategy(std::string_view name, Strategy strategy);
+  // Pins a volume active (as if a writable connection were open), or drops
+  // the pin. Activation may need a reservation (NoSpace).
+  Status Activate(std::string_view name);
+  Status Deactivate(std::string_view name);
 
   PoolInfo QueryPool() const;
   Status QueryVolume(std::string_view name, VolumeInfo* out) const;
@@ -155,7 +163,8 @@ class Pool {
 
   // ---- Data plane ----------------------------------------------------------
   // Opens a volume for an NBD connection. While a handle is open the volume
-  // cannot be deleted or shrunk.
+  // cannot be deleted or shrunk. A writable open activates the volume, which
+  // fails with NoSpace when its guarantee does not fit.
   Status OpenVolume(std::string_view name, bool writable, std::shared_ptr<Volume>* out);
   // REQUIRES: `writable` as passed to OpenVolume.
   void CloseVolume(const std::shared_ptr<Volume>& volume, bool writable);
@@ -212,10 +221,44 @@ class Pool {
                     bool fast, bool gated = true);
   void PlanLocked(const Volume& v, vblock_t vb, uint32_t off, uint32_t len, Intent intent,
                   const uint8_t* src, std::vector<Step>* steps) const;
-  Status AllocateBlocks(std::unique_lock<std::shared_mutex>& lock, size_t n,
-                        std::vector<dblock_t>* out);
+  Status AllocateBlocks(std::unique_lock<std::shared_mutex>& lock, const Volume& v,
+                        std::vector<Step>* steps);
+  int64_t StepReservedDeltaLocked(const Volume& v, const Step& st) const;
   Status MoveData(const std::vector<Step>& steps);
   void InstallLocked(Volume& v, const std::vector<Step>& steps);
+
+  // ---- Reservations (reservation.cc) ----
+  // Which vblocks a volume guarantees (SPEC section 5).
+  struct Guarantee {
+    bool all = false;          // every vblock (full, or volume while active)
+    bool provisioned = false;  // provisioned vblocks (provision)
+    bool Covers(bool entry_provisioned) const { return all || (provisioned && entry_provisioned); }
+  };
+  Guarantee GuaranteeOfLocked(const Volume& v) const;
+  // need(b) of SPEC section 5 for a block with these owners and guarantors.
+  static int64_t Need(uint64_t owners, uint64_t guarantors) {
+    if (guarantors == 0) return 0;
+    return owners > guarantors ? guarantors : guarantors - 1;
+  }
+  // As GuaranteeOfLocked, for a volume in a hypothetical state.
+  static Guarantee GuaranteeFor(Strategy s, bool read_only, bool active);
+  // Number of volumes owning `b`, mapped at `vb` in `family`. `known`, if
+  // given, is a chunk that maps b (a fast path when it is the only one).
+  uint32_t OwnersLocked(uint64_t family, vblock_t vb, dblock_t b, const Chunk* known) const;
+  // Reserved blocks a volume's unmapped vblocks need.
+  uint64_t UnmappedNeedLocked(const Volume& v) const;
+  // Changes v's guarantee from `from` to `to`: with apply=false only
+  // returns the change in reserved blocks; with apply=true also makes it.
+  int64_t ChangeGuaranteeLocked(Volume& v, Guarantee from, Guarantee to, bool apply);
+  // Checks that `delta` more reserved blocks fit: reserved <= free.
+  Status AdmitLocked(int64_t delta, const std::string& what) const;
+  // Change in reserved blocks if a new owner with guarantee `g` joined (or,
+  // with leave, the owner left) every block of v.
+  int64_t OwnerChangeLocked(Volume& v, Guarantee g, bool leave, bool apply);
+  // The reserved blocks charged to v (for VolumeInfo).
+  uint64_t VolumeReservedLocked(const Volume& v) const;
+  // Activation changes; REQUIRES: meta_mu_ exclusive.
+  Status SetActiveStateLocked(Volume& v, bool pinned, uint32_t writable_connections);
 
   // Mapping changes with exact counters. REQUIRES: meta_mu_ exclusive.
   void MapFreshLocked(Volume& v, vblock_t vb, dblock_t b, bool provisioned);
@@ -241,6 +284,10 @@ class Pool {
   // State below is protected by meta_mu_.
   std::unique_ptr<SpaceMap> space_map_;
   PoolMode mode_ = PoolMode::kWrite;
+  // Guaranteeing owners per dblock, g(b) of SPEC section 5.
+  std::vector<uint32_t> guarantors_;
+  // Sum of need(b) over blocks plus the unmapped guaranteed vblocks.
+  int64_t reserved_ = 0;
   bool low_water_armed_ = true;
   std::function<void(const PoolEvent&)> event_handler_;
   uint64_t next_volume_id_ = 1;

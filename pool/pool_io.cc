@@ -35,6 +35,9 @@ struct Pool::Step {
   bool old_provisioned = false;
   dblock_t old = kNoDblock;
   dblock_t fresh = kNoDblock;
+  // Change in reserved blocks that installing this step makes, counted when
+  // its block was allocated (see AllocateBlocks).
+  int64_t reserved_delta = 0;
 
   bool needs_block() const { return kind != kInPlace; }
 };
@@ -98,11 +101,36 @@ void Pool::PlanLocked(const Volume& v, vblock_t vb, uint32_t off, uint32_t len, 
 
 // ---- Allocation -------------------------------------------------------------
 
-Status Pool::AllocateBlocks(std::unique_lock<std::shared_mutex>& lock, size_t n,
-                            std::vector<dblock_t>* out) {
+// What installing `st` will do to reserved_: a guaranteed hole stops
+// needing its block; a shared block loses v as an owner.
+int64_t Pool::StepReservedDeltaLocked(const Volume& v, const Step& st) const {
+  Guarantee g = GuaranteeOfLocked(v);
+  if (st.kind == Step::kFresh) return g.all ? -1 : 0;
+  uint32_t owners = OwnersLocked(v.family, st.vb, st.old, nullptr);
+  uint32_t gb = guarantors_[st.old];
+  uint32_t gv = g.Covers(st.old_provisioned);
+  return Need(owners - 1, gb - gv) - Need(owners, gb);
+}
+
+// Takes one block for each step that needs one. The request fits when,
+// after it, reserved <= free still holds; so writes to guaranteed vblocks
+// (whose blocks are reserved) always fit, and others may not take the
+// reserved ones. The reservation change is counted now, so that other
+// requests see it while this one moves its data.
+Status Pool::AllocateBlocks(std::unique_lock<std::shared_mutex>& lock, const Volume& v,
+                            std::vector<Step>* steps) {
   using Clock = std::chrono::steady_clock;
   const auto deadline = Clock::now() + std::chrono::seconds(options_.no_space_timeout_seconds);
-  while (space_map_->nr_free() < n) {
+  const size_t n = std::count_if(steps->begin(), steps->end(), [](const Step& s) { return s.needs_block(); });
+  auto fits = [&] {
+    int64_t delta = 0;
+    for (const Step& st : *steps) {
+      if (st.needs_block()) delta += StepReservedDeltaLocked(v, st);
+    }
+    int64_t free_after = static_cast<int64_t>(space_map_->nr_free()) - static_cast<int64_t>(n);
+    return free_after >= 0 && reserved_ + delta <= free_after;
+  };
+  while (!fits()) {
     SetModeLocked(PoolMode::kOutOfDataSpace);
     bool can_wait = options_.when_full == WhenFull::kQueue;
     if (can_wait && options_.no_space_timeout_seconds == 0) {
@@ -110,14 +138,22 @@ Status Pool::AllocateBlocks(std::unique_lock<std::shared_mutex>& lock, size_t n,
       continue;
     }
     if (can_wait && space_freed_.wait_until(lock, deadline) != std::cv_status::timeout) continue;
-    if (space_map_->nr_free() >= n) break;
+    if (fits()) break;
+    uint64_t free = space_map_->nr_free();
+    uint64_t unreserved = free > static_cast<uint64_t>(reserved_) ? free - reserved_ : 0;
     return Status::NoSpace("pool out of data space: need " + std::to_string(n) + " block(s), " +
-                           std::to_string(space_map_->nr_free()) + " free" +
-                           (can_wait ? " after waiting " +
+                           std::to_string(free) + " free, " + std::to_string(unreserved) +
+                           " of them unreserved" +
+                           (can_wait ? "; waited " +
                                            std::to_string(options_.no_space_timeout_seconds) + "s"
                                      : ""));
   }
-  for (size_t i = 0; i < n; ++i) out->push_back(space_map_->Allocate());
+  for (Step& st : *steps) {
+    if (!st.needs_block()) continue;
+    st.reserved_delta = StepReservedDeltaLocked(v, st);
+    reserved_ += st.reserved_delta;
+    st.fresh = space_map_->Allocate();
+  }
   if (mode_ == PoolMode::kOutOfDataSpace) SetModeLocked(PoolMode::kWrite);
   CheckLowWaterLocked();
   return Status::OK();
@@ -143,12 +179,23 @@ Status Pool::MoveData(const std::vector<Step>& steps) {
 void Pool::InstallLocked(Volume& v, const std::vector<Step>& steps) {
   for (const Step& st : steps) {
     if (st.kind != Step::kInPlace) {
+      reserved_ -= st.reserved_delta;  // counted at allocation; the change below makes it
       MapFreshLocked(v, st.vb, st.fresh, st.provision || st.old_provisioned);
       continue;
     }
-    if (!st.provision || v.map->Lookup(st.vb).provisioned) continue;
+    MappingTable::Entry e = v.map->Lookup(st.vb);
+    if (!st.provision || e.provisioned) continue;
     v.map->MutableChunk(st.vb, space_map_.get()).SetProvisioned(st.vb & (kChunkSize - 1), true);
     ++v.nr_provisioned;
+    // A provision-strategy volume now guarantees this block too.
+    Guarantee g = GuaranteeOfLocked(v);
+    uint32_t gv_before = g.Covers(false), gv_after = g.Covers(true);
+    if (gv_after != gv_before) {
+      uint32_t owners = OwnersLocked(v.family, st.vb, e.dblock, nullptr);
+      uint32_t& gb = guarantors_[e.dblock];
+      reserved_ += Need(owners, gb + 1) - Need(owners, gb);
+      ++gb;
+    }
   }
 }
 
@@ -179,7 +226,9 @@ Status Pool::ApplyRange(Volume& v, uint64_t len, uint64_t offset, Intent intent,
   std::vector<Step> steps;
   {
     std::shared_lock lock(meta_mu_);
-    THINSIM_RETURN_IF_ERROR(CheckRange(v, len, offset));
+    // kZeroData comes only from ResizeVolume growing a volume: it zeroes the
+    // stale tail of the old last block, which lies beyond the old size.
+    if (intent != Intent::kZeroData) THINSIM_RETURN_IF_ERROR(CheckRange(v, len, offset));
     if (intent != Intent::kTrim) {
       for (vblock_t vb = first; vb <= last; ++vb) {
         if (unmaps && vb >= unmap_first && vb < unmap_end) continue;  // whole block: unmapped below
@@ -201,19 +250,16 @@ Status Pool::ApplyRange(Volume& v, uint64_t len, uint64_t offset, Intent intent,
     }
   }
   if (needed > 0) {
-    std::vector<dblock_t> fresh;
     std::unique_lock lock(meta_mu_);
-    THINSIM_RETURN_IF_ERROR(AllocateBlocks(lock, needed, &fresh));
-    size_t next = 0;
-    for (Step& st : steps) {
-      if (st.needs_block()) st.fresh = fresh[next++];
-    }
+    THINSIM_RETURN_IF_ERROR(AllocateBlocks(lock, v, &steps));
   }
   Status moved = MoveData(steps);
   std::unique_lock lock(meta_mu_);
   if (!moved.ok()) {
     for (const Step& st : steps) {
-      if (st.needs_block()) space_map_->Dec(st.fresh);
+      if (!st.needs_block()) continue;
+      reserved_ -= st.reserved_delta;
+      space_map_->Dec(st.fresh);
     }
     RecycleLocked();
     return moved;
@@ -302,6 +348,7 @@ Status Pool::Extents(Volume& v, uint64_t len, uint64_t offset, std::vector<Exten
   };
   vblock_t vb = offset / block_size_;
   const vblock_t last = (end - 1) / block_size_;
+  const Guarantee guarantee = GuaranteeOfLocked(v);
   while (vb <= last && out->size() < kMaxExtents) {
     const Chunk* c = v.map->chunk(vb >> kChunkShift);
     if (c == nullptr || c->empty()) {  // 64 holes at once
@@ -314,8 +361,10 @@ Status Pool::Extents(Volume& v, uint64_t len, uint64_t offset, std::vector<Exten
     uint32_t type = Extent::kHole | Extent::kZero;
     if (e.dblock != kNoDblock) {
       bool shared = e.chunk_shared || space_map_->RefCount(e.dblock) > 1;
-      // A shared block may still need a new block on write: not guaranteed.
-      type = shared ? Extent::kHole : 0;
+      // A write to a shared block needs a new one: only a reservation
+      // guarantees it, else it is reported as a hole (NBD's rule that HOLE
+      // clear means "a write here does not fail with ENOSPC").
+      type = shared && !guarantee.Covers(e.provisioned) ? Extent::kHole : 0;
     }
     add(vb * block_size_, (vb + 1) * block_size_, type);
     ++vb;
