@@ -8,11 +8,11 @@
 namespace thinsim {
 
 const char kConfigHelp[] =
-    "pool=DIR                 Pool directory (data file; created if absent).\n"
-    "                         Absent: an in-memory pool. Metadata is kept in\n"
-    "                         memory only in this build: a pool directory cannot\n"
-    "                         be reopened yet.\n"
-    "size=SIZE                Data capacity of the pool (required).\n"
+    "pool=DIR                 Persistent pool directory (created if absent;\n"
+    "                         reopened at its last commit). Absent: an\n"
+    "                         in-memory pool.\n"
+    "size=SIZE                Data capacity of the pool (required for a new\n"
+    "                         pool; larger than an existing pool grows it).\n"
     "block-size=SIZE          Data block size, a power of two 4K..1G (default 64K).\n"
     "volume=NAME:SIZE[:STRAT] Create this volume at start (repeatable).\n"
     "reserve=STRATEGY         Default strategy for new volumes: none (default),\n"
@@ -25,8 +25,9 @@ const char kConfigHelp[] =
     "                         (default 10).\n"
     "control=PATH             Control socket (default DIR/control.sock, or\n"
     "                         $TMPDIR/thinsim-PID.sock for memory pools).\n"
-    "commit-interval=SECONDS  Periodic metadata commit (default 1). Accepted but\n"
-    "                         without effect until metadata is persistent.";
+    "commit-interval=SECONDS  Periodic metadata commit when nothing flushes\n"
+    "                         (default 1; 0 = only on flush, FUA and control\n"
+    "                         commands).";
 
 namespace {
 
@@ -126,8 +127,11 @@ Status PluginConfig::Set(std::string_view key, std::string_view value) {
 }
 
 Status PluginConfig::Complete() const {
-  if (!size_given) return Status::Invalid("size: you must give size=SIZE, the pool's data capacity");
-  if (pool.size < pool.block_size) {
+  // An existing pool directory knows its size; Pool::Open checks that.
+  if (!size_given && pool.dir.empty()) {
+    return Status::Invalid("size: you must give size=SIZE, the pool's data capacity");
+  }
+  if (size_given && pool.size < pool.block_size) {
     return Status::Invalid("size: " + FormatSize(pool.size) + " is smaller than one block (" +
                            FormatSize(pool.block_size) + ")");
   }

@@ -147,7 +147,11 @@ ControlCommands::Reply ControlCommands::Execute(std::string_view request_line) {
       s = Status::Invalid("\"arguments\" must be a JSON object");
     } else {
       try {
-        s = Dispatch(request["execute"].get<std::string>(), args, &result, &reply.subscribe);
+        std::string command = request["execute"].get<std::string>();
+        s = Dispatch(command, args, &result, &reply.subscribe);
+        // A persistent pool commits after every command that changes it.
+        bool changes = command.rfind("query-", 0) != 0 && command != "events-subscribe" && command != "commit";
+        if (s.ok() && changes) s = pool_->Commit();
       } catch (const std::exception& e) {
         s = Status::Invalid(std::string("bad request: ") + e.what());
       }

@@ -107,9 +107,15 @@ int thinsim_get_ready() {
     if (!s.ok()) return Fail(s);
     pool = opened.release();
     for (const thinsim::VolumeSpec& v : config.volumes) {
+      thinsim::VolumeInfo existing;
+      if (pool->QueryVolume(v.name, &existing).ok()) continue;  // a reopened pool has it
       s = pool->CreateVolume(v.name, v.size, v.strategy);
       if (!s.ok()) return Fail(Status::Invalid("volume " + v.name + ": " + s.message()));
     }
+    s = pool->Commit();
+    if (!s.ok()) return Fail(s);
+    std::string damaged = pool->read_only_reason();
+    if (!damaged.empty()) nbdkit_error("serving read-only: %s", damaged.c_str());
     control_path_is_default = config.control_path.empty();
     std::string path = control_path_is_default ? thinsim::DefaultControlPath(config, getpid())
                                                : config.control_path;
@@ -133,12 +139,19 @@ int thinsim_after_fork() {
     }
     nbdkit_debug("thinsim: control socket %s", control->path().c_str());
     control->Start();
+    pool->StartCommitter(config.commit_interval_seconds);
     return 0;
   });
 }
 
+// Stops the background threads and commits what is pending.
 void thinsim_cleanup() {
   if (control) control->Stop();
+  if (pool) {
+    pool->StopCommitter();
+    Status s = pool->Commit();
+    if (!s.ok()) nbdkit_error("final commit: %s", s.message().c_str());
+  }
 }
 
 void thinsim_unload() {
@@ -179,7 +192,8 @@ void* thinsim_open(int readonly) {
     thinsim::VolumeInfo info;
     Status s = pool->QueryVolume(name, &info);
     if (!s.ok()) return Fail(s);
-    bool writable = !readonly && !info.read_only;
+    // Damaged metadata is served read-only until repaired.
+    bool writable = !readonly && !info.read_only && pool->read_only_reason().empty();
     std::shared_ptr<thinsim::Volume> volume;
     s = pool->OpenVolume(name, writable, &volume);
     if (!s.ok()) return Fail(s);

@@ -118,6 +118,12 @@ std::unique_ptr<Chunk> MappingTable::DetachChunk(size_t index) {
   return nullptr;
 }
 
+void MappingTable::ShareChunk(size_t index, Chunk* c) {
+  assert(chunks_[index] == nullptr);
+  c->Ref();
+  chunks_[index] = c;
+}
+
 void MappingTable::DropIfEmpty(vblock_t vb) {
   Chunk*& slot = chunks_[vb >> kChunkShift];
   if (slot != nullptr && slot->empty() && slot->refs() == 1) {

@@ -122,6 +122,9 @@ class MappingTable {
   // Returns the chunk if this was its last reference (caller deletes), else
   // nullptr.
   std::unique_ptr<Chunk> DetachChunk(size_t index);
+  // Makes slot `index` share `c` (one more reference). REQUIRES: the slot
+  // is empty. Used when loading metadata.
+  void ShareChunk(size_t index, Chunk* c);
   // Deletes a chunk slot's chunk if it maps nothing, to save memory.
   void DropIfEmpty(vblock_t vb);
 

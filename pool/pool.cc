@@ -14,6 +14,7 @@
 #include <mutex>
 #include <set>
 
+#include "metadata/journal.h"
 #include "pool/data_store.h"
 #include "pool/sizes.h"
 #include "pool/space_map.h"
@@ -64,43 +65,35 @@ Status LockPoolDir(const std::string& dir, int* fd_out) {
   return Status::OK();
 }
 
-Status OpenDirStore(const PoolOptions& o, uint64_t nr_blocks, std::unique_ptr<DataStore>* out) {
-  std::string data = o.dir + "/data";
-  struct stat st;
-  if (stat(data.c_str(), &st) == 0 && st.st_size > 0) {
-    return Status::Unsupported(
-        data + " holds an earlier pool, but this build keeps metadata in memory only and cannot "
-               "reopen it (persistent metadata is not implemented yet); remove it or use another "
-               "pool=DIR");
-  }
-  return OpenFileStore(data, o.block_size, nr_blocks, out);
-}
-
 }  // namespace
 
 // ---- Construction -----------------------------------------------------------
 
 Status Pool::Open(const PoolOptions& o, std::unique_ptr<Pool>* out) {
   THINSIM_RETURN_IF_ERROR(ValidateBlockSize(o.block_size));
-  uint64_t nr_blocks;
-  THINSIM_RETURN_IF_ERROR(PoolBlocks(o.size, o.block_size, &nr_blocks));
   if (o.low_water_percent > 100) return Status::Invalid("low-water must be 0-100 percent");
-
+  uint64_t nr_blocks = 0;
+  if (!o.dir.empty()) {
+    int lock_fd = -1;
+    THINSIM_RETURN_IF_ERROR(LockPoolDir(o.dir, &lock_fd));
+    bool fresh = !metadata::Journal::Exists(o.dir);
+    Status s = fresh ? PoolBlocks(o.size, o.block_size, &nr_blocks) : Status::OK();
+    if (fresh && o.size == 0) s = Status::Invalid("size: a new pool needs size=SIZE, its data capacity");
+    if (s.ok()) s = OpenDir(o, lock_fd, out);
+    if (!s.ok()) {
+      out->reset();
+      close(lock_fd);
+    }
+    return s;
+  }
+  THINSIM_RETURN_IF_ERROR(PoolBlocks(o.size, o.block_size, &nr_blocks));
   std::unique_ptr<DataStore> store;
-  int lock_fd = -1;
   if (o.null_data) {
     store = NewNullStore(o.block_size);
-  } else if (o.dir.empty()) {
-    THINSIM_RETURN_IF_ERROR(NewMemoryStore(o.block_size, nr_blocks, &store));
   } else {
-    THINSIM_RETURN_IF_ERROR(LockPoolDir(o.dir, &lock_fd));
-    Status s = OpenDirStore(o, nr_blocks, &store);
-    if (!s.ok()) {
-      close(lock_fd);
-      return s;
-    }
+    THINSIM_RETURN_IF_ERROR(NewMemoryStore(o.block_size, nr_blocks, &store));
   }
-  out->reset(new Pool(o, std::move(store), lock_fd));
+  out->reset(new Pool(o, std::move(store), -1));
   (*out)->space_map_ = std::make_unique<SpaceMap>(nr_blocks);
   (*out)->guarantors_.assign(nr_blocks, 0);
   return Status::OK();
@@ -111,6 +104,8 @@ Pool::Pool(const PoolOptions& options, std::unique_ptr<DataStore> store, int loc
       lock_fd_(lock_fd) {}
 
 Pool::~Pool() {
+  StopCommitter();
+  if (journal_) Commit();  // best effort: a clean shutdown loses nothing
   volumes_.clear();
   if (lock_fd_ >= 0) close(lock_fd_);
 }
@@ -212,6 +207,7 @@ Status Pool::CreateVolume(std::string_view name, uint64_t size, std::optional<St
   Strategy s = strategy.value_or(options_.default_strategy);
 
   std::unique_lock lock(meta_mu_);
+  THINSIM_RETURN_IF_ERROR(RefuseIfReadOnlyLocked());
   if (FindLocked(name) != nullptr) {
     return Status::Exists("a volume named '" + std::string(name) + "' already exists");
   }
@@ -229,6 +225,7 @@ Status Pool::CreateVolume(std::string_view name, uint64_t size, std::optional<St
   v->map = std::make_unique<MappingTable>(BlocksFor(size, block_size_));
   families_[v->family].push_back(v.get());
   reserved_ += static_cast<int64_t>(UnmappedNeedLocked(*v));
+  NoteVolumeLocked(*v);
   names_.emplace(v->name, v->id);
   volumes_.emplace(v->id, std::move(v));
   return Status::OK();
@@ -246,11 +243,17 @@ Status Pool::DeleteVolume(std::string_view name) {
   std::unique_lock gate(v->io_gate);
   std::unique_lock lock(meta_mu_);
   if (volumes_.count(v->id) == 0) return Status::NotFound("no volume named '" + std::string(name) + "'");
+  THINSIM_RETURN_IF_ERROR(RefuseIfReadOnlyLocked());
   if (v->connections > 0) {
     return Status::Busy("volume '" + v->name + "' has " + std::to_string(v->connections) +
                         " open connection(s)");
   }
   ReleaseVolumeLocked(*v);
+  NoteDeleteLocked(v->id);
+  // Its snapshots no longer have an origin.
+  for (auto& [id, w] : volumes_) {
+    if (w->origin_id == v->id) w->origin_id = 0;
+  }
   RecycleLocked();
   return Status::OK();
 }
@@ -300,6 +303,7 @@ Status Pool::ResizeVolume(std::string_view name, uint64_t size) {
   {
     std::shared_lock lock(meta_mu_);
     old_size = v->size;
+    THINSIM_RETURN_IF_ERROR(RefuseIfReadOnlyLocked());
     if (size > old_size && GuaranteeOfLocked(*v).all) {
       int64_t added = static_cast<int64_t>(BlocksFor(size, block_size_) - v->map->nr_vblocks());
       THINSIM_RETURN_IF_ERROR(AdmitLocked(added, "growing '" + v->name + "'"));
@@ -329,6 +333,7 @@ Status Pool::ResizeVolume(std::string_view name, uint64_t size) {
   v->map->Resize(new_blocks);
   if (all) reserved_ += added;
   v->size = size;
+  NoteVolumeLocked(*v);
   return Status::OK();
 }
 
@@ -356,6 +361,7 @@ Status Pool::CreateSnapshots(const std::vector<SnapshotRequest>& requests, bool 
   for (auto& [id, o] : origins) gates.emplace_back(o->io_gate);
 
   std::unique_lock lock(meta_mu_);
+  THINSIM_RETURN_IF_ERROR(RefuseIfReadOnlyLocked());
   for (const SnapshotRequest& r : requests) {
     if (FindLocked(r.origin) == nullptr) return Status::NotFound("volume '" + r.origin + "' was deleted");
     if (FindLocked(r.name) != nullptr) {
@@ -398,6 +404,7 @@ Status Pool::CreateSnapshots(const std::vector<SnapshotRequest>& requests, bool 
     names_.emplace(s->name, s->id);
     volumes_.emplace(s->id, std::move(s));
   }
+  for (const Volume* s : created) NoteSnapshotLocked(*s);
   return Status::OK();
 }
 
@@ -405,6 +412,7 @@ Status Pool::Grow(uint64_t new_size) {
   uint64_t nr_blocks;
   THINSIM_RETURN_IF_ERROR(PoolBlocks(new_size, block_size_, &nr_blocks));
   std::unique_lock lock(meta_mu_);
+  THINSIM_RETURN_IF_ERROR(RefuseIfReadOnlyLocked());
   if (nr_blocks < space_map_->nr_blocks()) {
     return Status::Invalid("a pool cannot shrink: it has " + std::to_string(space_map_->nr_blocks()) +
                            " blocks, " + FormatSize(new_size) + " is " + std::to_string(nr_blocks));
@@ -412,6 +420,7 @@ Status Pool::Grow(uint64_t new_size) {
   THINSIM_RETURN_IF_ERROR(store_->Grow(nr_blocks));
   space_map_->Grow(nr_blocks);
   guarantors_.resize(nr_blocks, 0);
+  dirty_pool_ = true;
   RecycleLocked();
   return Status::OK();
 }
@@ -456,6 +465,7 @@ void Pool::MapFreshLocked(Volume& v, vblock_t vb, dblock_t b, bool provisioned) 
   if (g.all) --reserved_;  // the vblock is no longer an unmapped guaranteed one
   Chunk& c = v.map->MutableChunk(vb, space_map_.get());
   c.Set(vb & (kChunkSize - 1), b, provisioned);
+  NoteChunkLocked(v, vb);
   ++v.nr_mapped;
   ++v.nr_exclusive;
   if (provisioned) ++v.nr_provisioned;
@@ -475,6 +485,7 @@ void Pool::UnmapLocked(Volume& v, vblock_t vb) {
   Chunk& c = v.map->MutableChunk(vb, space_map_.get());  // now private: refs 1
   bool was_exclusive = space_map_->RefCount(e.dblock) == 1;
   c.Clear(vb & (kChunkSize - 1));
+  NoteChunkLocked(v, vb);
   --v.nr_mapped;
   if (was_exclusive) --v.nr_exclusive;
   if (e.provisioned) --v.nr_provisioned;
@@ -510,6 +521,11 @@ void Pool::DropBlockRefLocked(uint64_t family, vblock_t vb, dblock_t b) {
 
 void Pool::RecycleLocked() {
   std::vector<dblock_t> released = space_map_->TakeReleased();
+  if (journal_) {
+    // The last commit still maps them: reusable after the next one.
+    freed_in_txn_.insert(freed_in_txn_.end(), released.begin(), released.end());
+    released.clear();
+  }
   for (dblock_t b : released) {
     // A failed discard leaves old bytes in a free block; reusing it would
     // show them through a partial write, so keep it out of the free set.
@@ -531,6 +547,7 @@ void Pool::SetEventHandler(std::function<void(const PoolEvent&)> handler) {
 void Pool::SetModeLocked(PoolMode mode) {
   if (mode == mode_) return;
   mode_ = mode;
+  dirty_pool_ = true;
   if (!event_handler_) return;
   PoolEvent e;
   e.name = "POOL_MODE";

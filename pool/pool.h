@@ -29,6 +29,9 @@
 #define THINSIM_POOL_POOL_H_
 
 #include <condition_variable>
+#include <mutex>
+#include <set>
+#include <thread>
 #include <functional>
 #include <cstdint>
 #include <map>
@@ -49,9 +52,13 @@ class Chunk;
 class DataStore;
 class SpaceMap;
 struct Volume;
+namespace metadata {
+class Journal;
+struct Image;
+}  // namespace metadata
 
 struct PoolOptions {
-  uint64_t size = 0;                       // data capacity in bytes
+  uint64_t size = 0;  // data capacity in bytes; 0 reopens a pool at its size
   uint32_t block_size = kDefaultBlockSize;
   std::string dir;                         // empty: an in-memory pool
   Strategy default_strategy = Strategy::kNone;
@@ -182,8 +189,18 @@ class Pool {
   // Unsupported, changing nothing, unless no data needs writing and nothing
   // needs allocating.
   Status Zero(Volume& volume, uint64_t len, uint64_t offset, unsigned flags);
-  // Makes every completed write durable.
+  // Makes every completed write durable: data, then (for a persistent pool)
+  // a metadata commit.
   Status Flush();
+  // Commits metadata changes (no-op for an in-memory pool).
+  Status Commit();
+  // Commits every `seconds` from a background thread while changes are
+  // pending (SPEC commit-interval). Stop before destruction.
+  void StartCommitter(uint32_t seconds);
+  void StopCommitter();
+  bool persistent() const { return !options_.dir.empty(); }
+  // Why the pool refuses changes (damaged metadata), or "".
+  std::string read_only_reason() const;
   // Allocation status of [offset, offset + len), in order and contiguous.
   // A mapped block that a write could still fail on for lack of space
   // (shared) is reported as kHole.
@@ -208,6 +225,26 @@ class Pool {
   };
 
   Pool(const PoolOptions& options, std::unique_ptr<DataStore> store, int lock_fd);
+
+  // ---- Persistence (persistence.cc) ----
+  static Status OpenDir(const PoolOptions& options, int lock_fd, std::unique_ptr<Pool>* out);
+  // Builds volumes, mappings and every counter from a loaded image.
+  Status LoadImageLocked(const metadata::Image& image);
+  void RebuildCountersLocked();
+  // Records that v's chunk holding vb changed in this transaction.
+  void NoteChunkLocked(const Volume& v, vblock_t vb);
+  // Records a volume's attributes (create or change), after the chunk
+  // changes made so far, so that replay applies them in order.
+  void NoteVolumeLocked(const Volume& v);
+  void NoteSnapshotLocked(const Volume& snapshot);
+  void NoteDeleteLocked(uint64_t id);
+  // Appends the pending chunk records to the transaction.
+  void MaterializeChunksLocked();
+  void EncodeCheckpointLocked(std::string* out) const;
+  // REQUIRES: meta_mu_ exclusive (which also keeps commits one at a time).
+  Status CommitLocked();
+  Status RefuseIfReadOnlyLocked() const;
+  void CommitterLoop(uint32_t seconds);
 
   // REQUIRES: meta_mu_ held (shared or exclusive).
   Volume* FindLocked(std::string_view name) const;
@@ -290,6 +327,20 @@ class Pool {
   int64_t reserved_ = 0;
   bool low_water_armed_ = true;
   std::function<void(const PoolEvent&)> event_handler_;
+  // The current metadata transaction (persistent pools): records of
+  // volume changes in order, chunks changed since, pool attributes changed.
+  std::unique_ptr<metadata::Journal> journal_;
+  std::string txn_records_;
+  std::set<std::pair<uint64_t, size_t>> dirty_chunks_;
+  bool dirty_pool_ = false;
+  // Blocks freed in this transaction: reusable once it has committed.
+  std::vector<dblock_t> freed_in_txn_;
+  std::string read_only_reason_;
+
+  std::mutex committer_mu_;
+  std::condition_variable committer_cv_;
+  bool committer_stop_ = false;  // guarded by committer_mu_
+  std::thread committer_;
   uint64_t next_volume_id_ = 1;
   std::map<uint64_t, std::shared_ptr<Volume>> volumes_;  // by id = creation order
   std::map<std::string, uint64_t, std::less<>> names_;

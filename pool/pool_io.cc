@@ -131,6 +131,9 @@ Status Pool::AllocateBlocks(std::unique_lock<std::shared_mutex>& lock, const Vol
     return free_after >= 0 && reserved_ + delta <= free_after;
   };
   while (!fits()) {
+    // Blocks freed since the last commit become usable by committing, as
+    // dm-thin commits when it runs out of free blocks.
+    if (!freed_in_txn_.empty() && CommitLocked().ok() && fits()) break;
     SetModeLocked(PoolMode::kOutOfDataSpace);
     bool can_wait = options_.when_full == WhenFull::kQueue;
     if (can_wait && options_.no_space_timeout_seconds == 0) {
@@ -186,6 +189,7 @@ void Pool::InstallLocked(Volume& v, const std::vector<Step>& steps) {
     MappingTable::Entry e = v.map->Lookup(st.vb);
     if (!st.provision || e.provisioned) continue;
     v.map->MutableChunk(st.vb, space_map_.get()).SetProvisioned(st.vb & (kChunkSize - 1), true);
+    NoteChunkLocked(v, st.vb);
     ++v.nr_provisioned;
     // A provision-strategy volume now guarantees this block too.
     Guarantee g = GuaranteeOfLocked(v);
@@ -226,6 +230,7 @@ Status Pool::ApplyRange(Volume& v, uint64_t len, uint64_t offset, Intent intent,
   std::vector<Step> steps;
   {
     std::shared_lock lock(meta_mu_);
+    THINSIM_RETURN_IF_ERROR(RefuseIfReadOnlyLocked());
     // kZeroData comes only from ResizeVolume growing a volume: it zeroes the
     // stale tail of the old last block, which lies beyond the old size.
     if (intent != Intent::kZeroData) THINSIM_RETURN_IF_ERROR(CheckRange(v, len, offset));
@@ -296,7 +301,6 @@ Status Pool::Provision(std::string_view name, uint64_t offset, uint64_t length) 
   return ApplyRange(*v, length, offset, Intent::kProvision, nullptr, false);
 }
 
-Status Pool::Flush() { return store_->Flush(); }
 
 Status Pool::Read(Volume& v, void* buf, uint64_t len, uint64_t offset) {
   if (len == 0) return Status::OK();

@@ -152,8 +152,10 @@ Status Pool::SetActiveStateLocked(Volume& v, bool pinned, uint32_t writable_conn
   THINSIM_RETURN_IF_ERROR(AdmitLocked(delta, "activating '" + v.name + "' (strategy " +
                                                  std::string(StrategyName(v.strategy)) + ")"));
   ChangeGuaranteeLocked(v, from, to, /*apply=*/true);
+  bool pin_changed = v.pinned != pinned;
   v.pinned = pinned;
   v.writable_connections = writable_connections;
+  if (pin_changed) NoteVolumeLocked(v);
   return Status::OK();
 }
 
@@ -163,11 +165,13 @@ Status Pool::SetStrategy(std::string_view name, Strategy strategy) {
   if (v == nullptr) return Status::NotFound("no volume named '" + std::string(name) + "'");
   Guarantee from = GuaranteeOfLocked(*v);
   Guarantee to = GuaranteeFor(strategy, v->read_only, v->writable_connections > 0 || v->pinned);
+  THINSIM_RETURN_IF_ERROR(RefuseIfReadOnlyLocked());
   int64_t delta = ChangeGuaranteeLocked(*v, from, to, false);
   THINSIM_RETURN_IF_ERROR(AdmitLocked(delta, "strategy " + std::string(StrategyName(strategy)) +
                                                  " for '" + v->name + "'"));
   ChangeGuaranteeLocked(*v, from, to, true);
   v->strategy = strategy;
+  NoteVolumeLocked(*v);
   return Status::OK();
 }
 

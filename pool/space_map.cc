@@ -4,7 +4,8 @@
 
 namespace thinsim {
 
-SpaceMap::SpaceMap(uint64_t nr_blocks) : refcounts_(nr_blocks, 0), nr_free_(nr_blocks) {
+SpaceMap::SpaceMap(uint64_t nr_blocks)
+    : refcounts_(nr_blocks, 0), nr_free_(nr_blocks), changed_bit_(nr_blocks, false) {
   assert(nr_blocks <= kMaxPoolBlocks);
 }
 
@@ -17,6 +18,7 @@ dblock_t SpaceMap::Allocate() {
     if (refcounts_[b] == 0) {
       refcounts_[b] = 1;
       --nr_free_;
+      NoteChange(static_cast<dblock_t>(b));
       cursor_ = b + 1 == n ? 0 : b + 1;
       return static_cast<dblock_t>(b);
     }
@@ -28,11 +30,13 @@ dblock_t SpaceMap::Allocate() {
 void SpaceMap::Inc(dblock_t b) {
   assert(refcounts_[b] > 0 && refcounts_[b] < kReleased - 1);
   ++refcounts_[b];
+  NoteChange(b);
 }
 
 uint32_t SpaceMap::Dec(dblock_t b) {
   assert(refcounts_[b] > 0 && refcounts_[b] != kReleased);
   uint32_t left = --refcounts_[b];
+  NoteChange(b);
   if (left == 0) {
     // Hold the block out of the free set until Recycle(): Allocate() only
     // takes blocks whose count is 0.
@@ -60,6 +64,20 @@ void SpaceMap::Grow(uint64_t new_nr_blocks) {
   assert(new_nr_blocks >= nr_blocks() && new_nr_blocks <= kMaxPoolBlocks);
   nr_free_ += new_nr_blocks - nr_blocks();
   refcounts_.resize(new_nr_blocks, 0);
+  changed_bit_.resize(new_nr_blocks, false);
+}
+
+std::vector<dblock_t> SpaceMap::TakeChanged() {
+  for (dblock_t b : changed_) changed_bit_[b] = false;
+  std::vector<dblock_t> out;
+  out.swap(changed_);
+  return out;
+}
+
+void SpaceMap::SetInitialCount(dblock_t b, uint32_t count) {
+  assert(refcounts_[b] == 0 && count > 0);
+  refcounts_[b] = count;
+  --nr_free_;
 }
 
 }  // namespace thinsim

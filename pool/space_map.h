@@ -60,13 +60,31 @@ class SpaceMap {
   // Adds blocks at the end. REQUIRES: new_nr_blocks >= nr_blocks().
   void Grow(uint64_t new_nr_blocks);
 
+  // Change tracking for metadata transactions: when on, every block whose
+  // count changes is remembered until TakeChanged().
+  void set_track_changes(bool on) { track_changes_ = on; }
+  std::vector<dblock_t> TakeChanged();
+
+  // Sets the count of a free block when rebuilding from mappings.
+  // REQUIRES: RefCount(b) == 0 and the block is not released.
+  void SetInitialCount(dblock_t b, uint32_t count);
+
  private:
   // Count of a block that was released and is not yet reusable.
   static constexpr uint32_t kReleased = UINT32_MAX;
 
+  void NoteChange(dblock_t b) {
+    if (!track_changes_ || changed_bit_[b]) return;
+    changed_bit_[b] = true;
+    changed_.push_back(b);
+  }
+
   std::vector<uint32_t> refcounts_;
   std::vector<dblock_t> released_;
   uint64_t nr_free_;
+  bool track_changes_ = false;
+  std::vector<bool> changed_bit_;
+  std::vector<dblock_t> changed_;
   uint64_t cursor_ = 0;  // next-fit start
 };
 

@@ -19,10 +19,10 @@ struct Volume {
   uint64_t id = 0;
   std::string name;
   bool read_only = false;
-  uint64_t origin_id = 0;  // 0: not a snapshot
   uint64_t family = 0;     // id of the volume its snapshot line started from
 
   // Guarded by Pool::meta_mu_.
+  uint64_t origin_id = 0;  // 0: not a snapshot, or its origin was deleted
   uint64_t size = 0;
   Strategy strategy = Strategy::kNone;
   std::unique_ptr<MappingTable> map;

@@ -1,0 +1,81 @@
+// Journal: the files of a persistent pool's metadata, and crash-consistent
+// commits.
+//
+//   DIR/metadata             superblock: which generation, how long its log
+//                            is, the last commit; written last in a commit
+//   DIR/metadata.ckpt.GEN    checkpoint: the whole state as records
+//   DIR/metadata.log.GEN     log: transactions since that checkpoint
+//
+// A commit appends a transaction (records + kCommit) to the log, syncs it,
+// then rewrites and syncs the superblock. Bytes past the superblock's log
+// length are an interrupted commit and are ignored, so a crash at any
+// point reopens at the last completed commit. A checkpoint writes a new
+// generation's files, then switches the superblock to it. See
+// docs/format.md.
+//
+// Thread safety: not thread-safe; the pool serialises commits.
+#ifndef THINSIM_METADATA_JOURNAL_H_
+#define THINSIM_METADATA_JOURNAL_H_
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "metadata/image.h"
+#include "pool/status.h"
+
+namespace thinsim::metadata {
+
+// What loading found wrong. `fatal` damage means the image cannot be
+// trusted; `warnings` do not make data wrong.
+struct LoadReport {
+  std::vector<std::string> fatal;
+  std::vector<std::string> warnings;
+  uint64_t generation = 0;
+  uint64_t transactions = 0;  // replayed from the log
+  uint64_t log_bytes = 0;
+  uint64_t checkpoint_bytes = 0;
+};
+
+class Journal {
+ public:
+  ~Journal();
+  Journal(const Journal&) = delete;
+  Journal& operator=(const Journal&) = delete;
+
+  // True when DIR holds a superblock.
+  static bool Exists(const std::string& dir);
+  // Starts a new pool's metadata from `checkpoint` records.
+  static Status Create(const std::string& dir, const std::string& checkpoint,
+                       std::unique_ptr<Journal>* out);
+  // Replays DIR's metadata into *image. Damage is listed in *report; the
+  // status is an error only when nothing could be read at all.
+  static Status Load(const std::string& dir, Image* image, LoadReport* report);
+  // Opens the journal of a loaded pool for commits.
+  static Status OpenForAppend(const std::string& dir, std::unique_ptr<Journal>* out);
+
+  // Appends `records` as one transaction and makes it durable.
+  Status Commit(const std::string& records);
+  // Replaces checkpoint and log with a new generation holding `checkpoint`.
+  Status Checkpoint(const std::string& checkpoint);
+
+  uint64_t log_bytes() const { return log_length_; }
+  uint64_t commit_seq() const { return commit_seq_; }
+
+ private:
+  explicit Journal(std::string dir) : dir_(std::move(dir)) {}
+  Status WriteSuperblock();
+  Status OpenLog();
+
+  const std::string dir_;
+  uint64_t generation_ = 0;
+  uint64_t log_length_ = 0;
+  uint64_t commit_seq_ = 0;
+  int log_fd_ = -1;
+  int sb_fd_ = -1;
+};
+
+}  // namespace thinsim::metadata
+
+#endif  // THINSIM_METADATA_JOURNAL_H_

@@ -1,0 +1,381 @@
+// Pool: persistence. A persistent pool (PoolOptions::dir) keeps its data in
+// DIR/data and its metadata in a metadata::Journal. Changes are gathered
+// into one transaction (txn_records_ for volume changes, in order, and
+// dirty_chunks_ for mapping changes) and committed on FLUSH, FUA, the
+// commit timer and control commands:
+//   1. the data file is synced (data before metadata, as dm-thin does);
+//   2. the transaction goes to the log and the superblock is rewritten;
+//   3. only then are the blocks freed in it discarded and reused.
+// Reopening replays the metadata and rebuilds every counter from the
+// mappings, so reference counts and reservations are exact.
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cassert>
+#include <chrono>
+#include <unordered_map>
+
+#include "metadata/check.h"
+#include "metadata/image.h"
+#include "metadata/journal.h"
+#include "metadata/records.h"
+#include "pool/data_store.h"
+#include "pool/pool.h"
+#include "pool/sizes.h"
+#include "pool/space_map.h"
+#include "pool/volume.h"
+
+namespace thinsim {
+
+namespace {
+
+// A log longer than this is folded into a new checkpoint at the next commit.
+constexpr uint64_t kCheckpointLogBytes = 64ull << 20;
+
+metadata::VolumeRecord RecordOf(const Volume& v) {
+  metadata::VolumeRecord r;
+  r.id = v.id;
+  r.name = v.name;
+  r.size = v.size;
+  r.strategy = static_cast<uint8_t>(v.strategy);
+  r.read_only = v.read_only;
+  r.origin_id = v.origin_id;
+  r.family = v.family;
+  r.pinned = v.pinned;
+  return r;
+}
+
+metadata::ChunkRecord ChunkRecordOf(uint64_t volume_id, size_t index, const Chunk* c, uint64_t chunk_id) {
+  metadata::ChunkRecord r;
+  r.volume_id = volume_id;
+  r.index = index;
+  r.chunk_id = chunk_id;
+  if (c == nullptr) return r;
+  c->ForEach([&](uint32_t i, dblock_t b, bool prov) {
+    r.mapped |= uint64_t{1} << i;
+    if (prov) r.provisioned |= uint64_t{1} << i;
+    r.dblocks.push_back(b);
+  });
+  return r;
+}
+
+Status OpenDataFile(const PoolOptions& o, uint64_t nr_blocks, bool must_exist, std::unique_ptr<DataStore>* out) {
+  std::string data = o.dir + "/data";
+  struct stat st;
+  bool exists = stat(data.c_str(), &st) == 0;
+  if (must_exist && !exists) {
+    return Status::Corruption(data + " is missing: the metadata refers to data that is not there");
+  }
+  if (!must_exist && exists && st.st_size > 0) {
+    return Status::Corruption(data + " exists but " + o.dir +
+                              "/metadata does not: not a thinsim pool, or its metadata was lost; "
+                              "refusing to overwrite it");
+  }
+  return OpenFileStore(data, o.block_size, nr_blocks, out);
+}
+
+}  // namespace
+
+// ---- Opening ----------------------------------------------------------------
+
+Status Pool::OpenDir(const PoolOptions& options, int lock_fd, std::unique_ptr<Pool>* out) {
+  PoolOptions o = options;
+  if (!metadata::Journal::Exists(o.dir)) {
+    uint64_t nr_blocks = o.size / o.block_size;
+    std::unique_ptr<DataStore> store;
+    THINSIM_RETURN_IF_ERROR(OpenDataFile(o, nr_blocks, false, &store));
+    out->reset(new Pool(o, std::move(store), lock_fd));
+    Pool& p = **out;
+    p.space_map_ = std::make_unique<SpaceMap>(nr_blocks);
+    p.space_map_->set_track_changes(true);
+    p.guarantors_.assign(nr_blocks, 0);
+    std::string checkpoint;
+    p.EncodeCheckpointLocked(&checkpoint);
+    return metadata::Journal::Create(o.dir, checkpoint, &p.journal_);
+  }
+
+  metadata::Image image;
+  metadata::LoadReport report;
+  Status loaded = metadata::Journal::Load(o.dir, &image, &report);
+  metadata::CheckResult check = metadata::CheckImage(image, report);
+  if (!loaded.ok() || check.fatal()) {
+    std::string first = !check.damage.empty() ? check.damage.front().what : loaded.message();
+    return Status::Corruption("metadata of pool " + o.dir + " is damaged (" + first +
+                              "); not serving it. Run `thinsim check " + o.dir +
+                              "` to see the damage and `thinsim repair " + o.dir + "` to fix it");
+  }
+  if (image.block_size != o.block_size && o.block_size != kDefaultBlockSize) {
+    return Status::Invalid("block-size: the pool in " + o.dir + " has block size " +
+                           FormatSize(image.block_size) + "; it cannot change");
+  }
+  o.block_size = image.block_size;
+  uint64_t nr_blocks = image.nr_blocks;
+  std::unique_ptr<DataStore> store;
+  THINSIM_RETURN_IF_ERROR(OpenDataFile(o, nr_blocks, true, &store));
+  out->reset(new Pool(o, std::move(store), lock_fd));
+  Pool& p = **out;
+  p.space_map_ = std::make_unique<SpaceMap>(nr_blocks);
+  p.guarantors_.assign(nr_blocks, 0);
+  {
+    std::unique_lock lock(p.meta_mu_);
+    THINSIM_RETURN_IF_ERROR(p.LoadImageLocked(image));
+    p.space_map_->set_track_changes(true);
+    if (!check.clean()) {
+      // Every volume's data is right, but the metadata needs repair before
+      // anything may change.
+      p.read_only_reason_ = "pool metadata needs repair (" + check.damage.front().what +
+                            "); run `thinsim repair " + o.dir + "`";
+      p.mode_ = PoolMode::kReadOnly;
+    }
+  }
+  THINSIM_RETURN_IF_ERROR(metadata::Journal::OpenForAppend(o.dir, &p.journal_));
+  // size= larger than the pool grows it.
+  if (options.size / o.block_size > nr_blocks && p.read_only_reason_.empty()) {
+    THINSIM_RETURN_IF_ERROR(p.Grow(options.size));
+  }
+  return Status::OK();
+}
+
+Status Pool::LoadImageLocked(const metadata::Image& image) {
+  mode_ = image.mode <= static_cast<uint8_t>(PoolMode::kFail) ? static_cast<PoolMode>(image.mode)
+                                                               : PoolMode::kWrite;
+  if (mode_ == PoolMode::kOutOfDataSpace) mode_ = PoolMode::kWrite;  // re-derived on the next allocation
+  std::unordered_map<const metadata::ChunkImage*, Chunk*> chunks;
+  for (const auto& [id, vi] : image.volumes) {
+    auto v = std::make_shared<Volume>();
+    const metadata::VolumeRecord& a = vi.attrs;
+    v->id = a.id;
+    v->name = a.name;
+    v->read_only = a.read_only;
+    v->origin_id = a.origin_id;
+    v->family = a.family;
+    v->size = a.size;
+    v->strategy = a.strategy <= 3 ? static_cast<Strategy>(a.strategy) : Strategy::kNone;
+    v->pinned = a.pinned;
+    v->map = std::make_unique<MappingTable>((a.size + block_size_ - 1) / block_size_);
+    for (const auto& [index, ci] : vi.chunks) {
+      auto known = chunks.find(ci.get());
+      if (known != chunks.end()) {
+        v->map->ShareChunk(index, known->second);
+        continue;
+      }
+      Chunk& c = v->map->MutableChunk(index << kChunkShift, space_map_.get());
+      uint32_t rank = 0;
+      for (uint64_t m = ci->mapped; m != 0; m &= m - 1) {
+        uint32_t i = std::countr_zero(m);
+        c.Set(i, ci->dblocks[rank++], (ci->provisioned >> i) & 1);
+      }
+      chunks.emplace(ci.get(), &c);
+    }
+    next_volume_id_ = std::max(next_volume_id_, a.id + 1);
+    families_[v->family].push_back(v.get());
+    names_.emplace(v->name, v->id);
+    volumes_.emplace(v->id, std::move(v));
+  }
+  // Reference counts: one per distinct chunk object mapping a block.
+  for (const auto& [chunk_image, c] : chunks) {
+    c->ForEach([&](uint32_t, dblock_t b, bool) {
+      if (space_map_->RefCount(b) == 0) {
+        space_map_->SetInitialCount(b, 1);
+      } else {
+        space_map_->Inc(b);
+      }
+    });
+  }
+  RebuildCountersLocked();
+  return Status::OK();
+}
+
+void Pool::RebuildCountersLocked() {
+  std::fill(guarantors_.begin(), guarantors_.end(), 0);
+  reserved_ = 0;
+  for (auto& [id, v] : volumes_) {
+    v->nr_mapped = v->nr_exclusive = v->nr_provisioned = 0;
+    Guarantee g = GuaranteeOfLocked(*v);
+    for (size_t idx = 0; idx < v->map->nr_chunks(); ++idx) {
+      const Chunk* c = v->map->chunk(idx);
+      if (c == nullptr) continue;
+      c->ForEach([&](uint32_t i, dblock_t b, bool prov) {
+        ++v->nr_mapped;
+        if (prov) ++v->nr_provisioned;
+        if (c->refs() == 1 && space_map_->RefCount(b) == 1) ++v->nr_exclusive;
+        guarantors_[b] += g.Covers(prov);
+        (void)i;
+      });
+    }
+  }
+  for (auto& [id, v] : volumes_) reserved_ += static_cast<int64_t>(UnmappedNeedLocked(*v));
+  std::vector<bool> seen(space_map_->nr_blocks(), false);
+  for (auto& [id, v] : volumes_) {
+    for (size_t idx = 0; idx < v->map->nr_chunks(); ++idx) {
+      const Chunk* c = v->map->chunk(idx);
+      if (c == nullptr) continue;
+      vblock_t base = static_cast<vblock_t>(idx) << kChunkShift;
+      c->ForEach([&](uint32_t i, dblock_t b, bool) {
+        if (seen[b]) return;
+        seen[b] = true;
+        reserved_ += Need(OwnersLocked(v->family, base + i, b, c), guarantors_[b]);
+      });
+    }
+  }
+}
+
+// ---- Recording a transaction ------------------------------------------------
+
+void Pool::NoteChunkLocked(const Volume& v, vblock_t vb) {
+  if (journal_) dirty_chunks_.emplace(v.id, vb >> kChunkShift);
+}
+
+void Pool::MaterializeChunksLocked() {
+  for (const auto& [vid, idx] : dirty_chunks_) {
+    auto it = volumes_.find(vid);
+    if (it == volumes_.end() || idx >= it->second->map->nr_chunks()) continue;
+    metadata::AppendChunk(&txn_records_, ChunkRecordOf(vid, idx, it->second->map->chunk(idx), 0));
+  }
+  dirty_chunks_.clear();
+}
+
+void Pool::NoteVolumeLocked(const Volume& v) {
+  if (!journal_) return;
+  MaterializeChunksLocked();
+  metadata::AppendVolume(&txn_records_, RecordOf(v));
+}
+
+void Pool::NoteSnapshotLocked(const Volume& s) {
+  if (!journal_) return;
+  MaterializeChunksLocked();
+  metadata::AppendSnapshot(&txn_records_, metadata::SnapshotRecord{s.id, s.origin_id, s.name, s.read_only});
+}
+
+void Pool::NoteDeleteLocked(uint64_t id) {
+  if (!journal_) return;
+  MaterializeChunksLocked();
+  metadata::AppendDelete(&txn_records_, id);
+}
+
+void Pool::EncodeCheckpointLocked(std::string* out) const {
+  metadata::AppendPool(out, block_size_, space_map_->nr_blocks(), static_cast<uint8_t>(mode_));
+  std::unordered_map<const Chunk*, uint64_t> ids;
+  std::vector<std::pair<uint32_t, uint32_t>> counts;
+  for (const auto& [id, v] : volumes_) {
+    metadata::AppendVolume(out, RecordOf(*v));
+    for (size_t idx = 0; idx < v->map->nr_chunks(); ++idx) {
+      const Chunk* c = v->map->chunk(idx);
+      if (c == nullptr || c->empty()) continue;
+      auto known = ids.find(c);
+      if (known != ids.end()) {
+        metadata::AppendShareChunk(out, metadata::ShareChunkRecord{id, idx, known->second});
+        continue;
+      }
+      uint64_t chunk_id = ids.size() + 1;
+      ids.emplace(c, chunk_id);
+      metadata::AppendChunk(out, ChunkRecordOf(id, idx, c, chunk_id));
+    }
+  }
+  for (uint64_t b = 0; b < space_map_->nr_blocks(); ++b) {
+    uint32_t n = space_map_->RefCount(static_cast<dblock_t>(b));
+    if (n > 0) counts.emplace_back(static_cast<uint32_t>(b), n);
+  }
+  metadata::AppendRefcounts(out, counts);
+}
+
+// ---- Committing -------------------------------------------------------------
+
+Status Pool::CommitLocked() {
+  if (!journal_) return store_->Flush();
+  if (mode_ == PoolMode::kFail) return Status::IOError("pool failed: " + read_only_reason_);
+  MaterializeChunksLocked();
+  std::vector<dblock_t> changed = space_map_->TakeChanged();
+  if (txn_records_.empty() && changed.empty() && !dirty_pool_) return store_->Flush();
+  std::string records;
+  if (dirty_pool_) {
+    metadata::AppendPool(&records, block_size_, space_map_->nr_blocks(), static_cast<uint8_t>(mode_));
+  }
+  records += txn_records_;
+  std::vector<std::pair<uint32_t, uint32_t>> counts;
+  counts.reserve(changed.size());
+  for (dblock_t b : changed) counts.emplace_back(b, space_map_->RefCount(b));
+  std::sort(counts.begin(), counts.end());
+  metadata::AppendRefcounts(&records, counts);
+
+  // Data first: a committed mapping must never point at unwritten data.
+  Status s = store_->Flush();
+  if (s.ok()) s = journal_->Commit(records);
+  if (!s.ok()) {
+    // The in-core state is ahead of the disk and cannot be written: stop
+    // changing anything (dm-thin's fail mode).
+    read_only_reason_ = "metadata commit failed: " + s.message();
+    SetModeLocked(PoolMode::kFail);
+    return s;
+  }
+  txn_records_.clear();
+  dirty_pool_ = false;
+  // The transaction that freed these blocks is durable: they may be reused.
+  std::vector<dblock_t> freed;
+  freed.swap(freed_in_txn_);
+  for (dblock_t b : freed) {
+    if (store_->Discard(b).ok()) space_map_->Recycle({b});
+  }
+  if (!freed.empty()) {
+    if (mode_ == PoolMode::kOutOfDataSpace) SetModeLocked(PoolMode::kWrite);
+    space_freed_.notify_all();
+    CheckLowWaterLocked();
+  }
+  if (journal_->log_bytes() > kCheckpointLogBytes) {
+    std::string checkpoint;
+    EncodeCheckpointLocked(&checkpoint);
+    Status c = journal_->Checkpoint(checkpoint);
+    if (!c.ok()) return c;
+  }
+  return Status::OK();
+}
+
+Status Pool::Commit() {
+  std::unique_lock lock(meta_mu_);
+  return CommitLocked();
+}
+
+Status Pool::Flush() {
+  if (!journal_) return store_->Flush();
+  return Commit();
+}
+
+Status Pool::RefuseIfReadOnlyLocked() const {
+  if (mode_ == PoolMode::kFail) return Status::IOError(read_only_reason_);
+  if (!read_only_reason_.empty()) return Status::ReadOnly(read_only_reason_);
+  return Status::OK();
+}
+
+std::string Pool::read_only_reason() const {
+  std::shared_lock lock(meta_mu_);
+  return read_only_reason_;
+}
+
+void Pool::StartCommitter(uint32_t seconds) {
+  if (!journal_ || seconds == 0 || committer_.joinable()) return;
+  committer_stop_ = false;
+  committer_ = std::thread([this, seconds] { CommitterLoop(seconds); });
+}
+
+void Pool::StopCommitter() {
+  if (!committer_.joinable()) return;
+  {
+    std::lock_guard<std::mutex> lock(committer_mu_);
+    committer_stop_ = true;
+  }
+  committer_cv_.notify_all();
+  committer_.join();
+}
+
+void Pool::CommitterLoop(uint32_t seconds) {
+  std::unique_lock<std::mutex> lock(committer_mu_);
+  while (!committer_cv_.wait_for(lock, std::chrono::seconds(seconds), [this] { return committer_stop_; })) {
+    lock.unlock();
+    Commit();  // a failure has already put the pool in fail mode
+    lock.lock();
+  }
+}
+
+}  // namespace thinsim
