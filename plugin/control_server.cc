@@ -69,7 +69,7 @@ Status ControlServer::Listen(const std::string& path) {
   unlink(path.c_str());  // a stale socket from a crashed server
   int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (fd < 0) return Status::IOError(std::string("control: socket: ") + std::strerror(errno));
-  mode_t old_mask = umask(0077);  // the socket file is created 0600
+  mode_t old_mask = umask(0177);  // sockets are created 0777 & ~umask: 0600
   int rc = bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
   umask(old_mask);
   if (rc != 0 || listen(fd, 16) != 0) {

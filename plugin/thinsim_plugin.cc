@@ -103,6 +103,9 @@ int thinsim_config_complete() {
 int thinsim_get_ready() {
   return Guard([] {
     std::unique_ptr<thinsim::Pool> opened;
+    // nbdkit_nanosleep fails when the server is shutting down or the client
+    // has gone: a queued write then gives up instead of holding shutdown.
+    config.pool.abandon_queued_write = [] { return nbdkit_nanosleep(0, 1) == -1; };
     Status s = thinsim::Pool::Open(config.pool, &opened);
     if (!s.ok()) return Fail(s);
     pool = opened.release();

@@ -606,10 +606,12 @@ Status Pool::TEST_CheckCounters() const {
   for (uint64_t b = 0; b < space_map_->nr_blocks(); ++b) {
     if (space_map_->RefCount(static_cast<dblock_t>(b)) > 0) ++used;
   }
-  if (used != chunk_refs.size() || used != space_map_->nr_used()) {
+  // Blocks freed since the last commit stay used until it (persistent pools).
+  if (used != chunk_refs.size() || used + freed_in_txn_.size() != space_map_->nr_used()) {
     return Status::Corruption("used blocks: " + std::to_string(space_map_->nr_used()) +
                               " counted, " + std::to_string(used) + " referenced, " +
-                              std::to_string(chunk_refs.size()) + " mapped");
+                              std::to_string(chunk_refs.size()) + " mapped, " +
+                              std::to_string(freed_in_txn_.size()) + " freed awaiting commit");
   }
   // Reservations: g(b) from every owner's guarantee, then the SPEC formula.
   std::unordered_map<dblock_t, uint64_t> guarantors;

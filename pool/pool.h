@@ -68,6 +68,10 @@ struct PoolOptions {
   // Keep no data (reads return zeroes): metadata-only simulations and
   // benchmarks of pools larger than memory.
   bool null_data = false;
+  // Called by a write queued for space (when_full = kQueue) every 100 ms;
+  // returning true makes it give up with an IO error. The plugin uses it
+  // so that a server shutting down is not held up by queued writes.
+  std::function<bool()> abandon_queued_write;
 };
 
 struct PoolInfo {

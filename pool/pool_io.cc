@@ -136,11 +136,17 @@ Status Pool::AllocateBlocks(std::unique_lock<std::shared_mutex>& lock, const Vol
     if (!freed_in_txn_.empty() && CommitLocked().ok() && fits()) break;
     SetModeLocked(PoolMode::kOutOfDataSpace);
     bool can_wait = options_.when_full == WhenFull::kQueue;
-    if (can_wait && options_.no_space_timeout_seconds == 0) {
-      space_freed_.wait(lock);
+    if (can_wait && options_.abandon_queued_write && options_.abandon_queued_write()) {
+      return Status::IOError("write abandoned while waiting for space: the server is shutting down");
+    }
+    bool forever = options_.no_space_timeout_seconds == 0;
+    if (can_wait && (forever || Clock::now() < deadline)) {
+      // Wake up now and then to notice a shutdown.
+      auto slice = std::min(deadline, Clock::now() + std::chrono::milliseconds(100));
+      if (forever) slice = Clock::now() + std::chrono::milliseconds(100);
+      space_freed_.wait_until(lock, slice);
       continue;
     }
-    if (can_wait && space_freed_.wait_until(lock, deadline) != std::cv_status::timeout) continue;
     if (fits()) break;
     uint64_t free = space_map_->nr_free();
     uint64_t unreserved = free > static_cast<uint64_t>(reserved_) ? free - reserved_ : 0;
