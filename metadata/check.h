@@ -31,9 +31,15 @@ struct CheckResult {
 // Checks an image and what loading it found.
 CheckResult CheckImage(const Image& image, const LoadReport& report);
 
-// Rebuilds what can be derived (refcounts from mappings), drops mappings to
-// blocks outside the pool and snapshot relations that dangle or loop. Each
-// line of *lost says what could not be saved.
+// Fixes every kind of damage CheckImage reports that the image itself can
+// fix: rebuilds what can be derived (refcounts from mappings, families from
+// sharing, a lost pool size from the highest mapped block); renames
+// volumes with invalid or duplicate names; fixes bad sizes, unknown
+// strategies and modes; clears snapshot relations that dangle or loop;
+// drops chunks beyond a volume's size, mappings to blocks outside the pool
+// and second uses of a block at another vblock. Each line of *fixed says
+// what was changed; each line of *lost what could not be saved (mappings
+// dropped, or damage left in place such as an invalid block size).
 void RepairImage(Image* image, std::vector<std::string>* fixed, std::vector<std::string>* lost);
 
 }  // namespace thinsim::metadata

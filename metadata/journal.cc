@@ -1,11 +1,14 @@
 #include "metadata/journal.h"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <set>
 
 #include "metadata/crc32c.h"
 #include "metadata/encoding.h"
@@ -124,6 +127,11 @@ Status DecodeSuperblock(const std::string& data, Superblock* sb) {
   uint32_t crc = Reader(std::string_view(data).substr(40, 4)).U32();
   if (magic != kSuperMagic) return Status::Corruption("superblock has a bad magic number");
   if (Crc32c(0, data.data(), 40) != crc) return Status::Corruption("bad checksum in superblock");
+  // The checksum does not cover the padding; it must be zero so that no
+  // flipped bit anywhere in the superblock goes unnoticed.
+  if (data.find_first_not_of('\0', 44) < kSuperblockSize) {
+    return Status::Corruption("superblock padding is not zero");
+  }
   if (version != kVersion) {
     return Status::Corruption("superblock has format version " + std::to_string(version) +
                               ", this build reads " + std::to_string(kVersion));
@@ -131,11 +139,12 @@ Status DecodeSuperblock(const std::string& data, Superblock* sb) {
   return Status::OK();
 }
 
-// Checks a checkpoint or log file header.
+// Checks a checkpoint or log file header (its padding must be zero: the
+// header has no checksum of its own).
 bool HeaderOk(const std::string& data, uint64_t magic, uint64_t gen) {
   if (data.size() < kFileHeader) return false;
   Reader r(std::string_view(data).substr(0, kFileHeader));
-  return r.U64() == magic && r.U32() == kVersion && (r.U32(), r.U64() == gen);
+  return r.U64() == magic && r.U32() == kVersion && r.U32() == 0 && r.U64() == gen;
 }
 
 }  // namespace
@@ -249,8 +258,11 @@ void LoadCheckpoint(const std::string& data, Image* image, LoadReport* report) {
   image->checkpoint_chunks.clear();
 }
 
-// Applies the committed transactions of a log.
-void LoadLog(const std::string& data, uint64_t length, Image* image, LoadReport* report) {
+// Applies the committed transactions of a log. When `salvaging` (no
+// superblock says how long the log is), damage ends the replay quietly: it
+// is reported as a warning, since it may be an interrupted commit.
+void LoadLog(const std::string& data, uint64_t length, Image* image, LoadReport* report,
+             bool salvaging = false) {
   RecordReader reader(std::string_view(data).substr(kFileHeader, length - kFileHeader));
   std::string_view payload;
   std::vector<std::string_view> pending;
@@ -267,11 +279,37 @@ void LoadLog(const std::string& data, uint64_t length, Image* image, LoadReport*
     pending.clear();
     ++report->transactions;
   }
-  if (!reader.error().empty()) {
+  if (salvaging) {
+    if (!reader.error().empty()) {
+      report->warnings.push_back("log: " + reader.error() + "; replay stopped there");
+    } else if (!pending.empty()) {
+      report->warnings.push_back("log: ends inside a transaction (ignored)");
+    }
+  } else if (!reader.error().empty()) {
     report->fatal.push_back("log: " + reader.error() + " (inside the committed part)");
   } else if (!pending.empty()) {
     report->fatal.push_back("log: committed part ends inside a transaction");
   }
+}
+
+// The generations of the metadata files in `dir` (metadata.ckpt.N and
+// metadata.log.N), in increasing order.
+std::set<uint64_t> FileGenerations(const std::string& dir) {
+  std::set<uint64_t> gens;
+  DIR* d = opendir(dir.c_str());
+  if (d == nullptr) return gens;
+  while (struct dirent* e = readdir(d)) {
+    std::string name = e->d_name;
+    for (const char* prefix : {"metadata.ckpt.", "metadata.log."}) {
+      std::string p = prefix;
+      if (name.size() <= p.size() || name.compare(0, p.size(), p) != 0) continue;
+      std::string digits = name.substr(p.size());
+      if (digits.size() > 19 || digits.find_first_not_of("0123456789") != std::string::npos) continue;
+      gens.insert(std::stoull(digits));
+    }
+  }
+  closedir(d);
+  return gens;
 }
 
 }  // namespace
@@ -286,6 +324,7 @@ Status Journal::Load(const std::string& dir, Image* image, LoadReport* report) {
     return s;
   }
   report->generation = sb.generation;
+  report->commit_seq = sb.commit_seq;
   std::string ckpt;
   s = ReadFile(CkptPath(dir, sb.generation), &ckpt);
   if (!s.ok()) {
@@ -309,22 +348,96 @@ Status Journal::Load(const std::string& dir, Image* image, LoadReport* report) {
     report->fatal.push_back("log has a bad header");
     return Status::OK();
   }
+  uint64_t length = sb.log_length;
   if (log.size() < sb.log_length) {
     report->fatal.push_back("log is truncated: " + std::to_string(log.size()) +
                             " bytes, the superblock says " + std::to_string(sb.log_length) +
                             " were committed");
-    return Status::OK();
+    // Replay the complete transactions that remain, for repair.
+    length = log.size();
   }
   if (log.size() > sb.log_length) {
     report->warnings.push_back(std::to_string(log.size() - sb.log_length) +
                                " bytes of an interrupted commit at the end of the log (ignored)");
   }
-  LoadLog(log, sb.log_length, image, report);
+  LoadLog(log, length, image, report);
   if (image->commit_seq != sb.commit_seq) {
     report->fatal.push_back("last commit in the log is " + std::to_string(image->commit_seq) +
                             ", the superblock says " + std::to_string(sb.commit_seq));
   }
   return Status::OK();
+}
+
+Status Journal::Salvage(const std::string& dir, Image* image, LoadReport* report) {
+  std::set<uint64_t> gens = FileGenerations(dir);
+  // Newest first: the first generation whose checkpoint loads cleanly wins;
+  // failing that, the newest one with a readable header.
+  uint64_t fallback = 0;
+  for (auto it = gens.rbegin(); it != gens.rend(); ++it) {
+    std::string ckpt;
+    if (!ReadFile(CkptPath(dir, *it), &ckpt).ok() || !HeaderOk(ckpt, kCkptMagic, *it)) continue;
+    Image trial;
+    LoadReport trial_report;
+    LoadCheckpoint(ckpt, &trial, &trial_report);
+    if (trial_report.fatal.empty()) {
+      fallback = *it;
+      break;
+    }
+    if (fallback == 0) fallback = *it;
+  }
+  if (fallback == 0) return Status::NotFound("no readable checkpoint in " + dir);
+  uint64_t gen = fallback;
+  report->generation = gen;
+  report->warnings.push_back("salvaging generation " + std::to_string(gen) +
+                             " without a superblock: every complete transaction of its log is replayed");
+  std::string ckpt;
+  THINSIM_RETURN_IF_ERROR(ReadFile(CkptPath(dir, gen), &ckpt));
+  report->checkpoint_bytes = ckpt.size();
+  LoadCheckpoint(ckpt, image, report);
+  std::string log;
+  if (!ReadFile(LogPath(dir, gen), &log).ok()) {
+    report->fatal.push_back("log of generation " + std::to_string(gen) + " is missing");
+    return Status::OK();
+  }
+  report->log_bytes = log.size();
+  if (!HeaderOk(log, kLogMagic, gen)) {
+    report->fatal.push_back("log has a bad header");
+    return Status::OK();
+  }
+  LoadLog(log, log.size(), image, report, /*salvaging=*/true);
+  return Status::OK();
+}
+
+Status Journal::Rewrite(const std::string& dir, const std::string& checkpoint, uint64_t commit_seq,
+                        uint64_t* generation) {
+  std::set<uint64_t> old = FileGenerations(dir);
+  uint64_t newest = old.empty() ? 0 : *old.rbegin();
+  std::string sb_data;
+  Superblock sb;
+  if (ReadFile(SuperPath(dir), &sb_data).ok() && DecodeSuperblock(sb_data, &sb).ok()) {
+    newest = std::max(newest, sb.generation);
+  }
+  std::unique_ptr<Journal> j(new Journal(dir));
+  j->generation_ = newest + 1;
+  j->log_length_ = kFileHeader;
+  j->commit_seq_ = commit_seq;
+  std::string ckpt = FileHeader(kCkptMagic, j->generation_) + checkpoint;
+  AppendCommit(&ckpt, commit_seq);
+  THINSIM_RETURN_IF_ERROR(WriteNewFile(CkptPath(dir, j->generation_), ckpt));
+  THINSIM_RETURN_IF_ERROR(WriteNewFile(LogPath(dir, j->generation_), FileHeader(kLogMagic, j->generation_)));
+  THINSIM_RETURN_IF_ERROR(SyncDir(dir));
+  // The switch: until the superblock names the new generation, the old
+  // metadata stands.
+  THINSIM_RETURN_IF_ERROR(j->OpenLog());
+  THINSIM_RETURN_IF_ERROR(j->WriteSuperblock());
+  THINSIM_RETURN_IF_ERROR(SyncDir(dir));
+  for (uint64_t gen : old) {
+    if (gen == j->generation_) continue;
+    unlink(CkptPath(dir, gen).c_str());
+    unlink(LogPath(dir, gen).c_str());
+  }
+  if (generation != nullptr) *generation = j->generation_;
+  return SyncDir(dir);
 }
 
 }  // namespace thinsim::metadata

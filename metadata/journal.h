@@ -33,6 +33,7 @@ struct LoadReport {
   std::vector<std::string> fatal;
   std::vector<std::string> warnings;
   uint64_t generation = 0;
+  uint64_t commit_seq = 0;    // the last commit the superblock records
   uint64_t transactions = 0;  // replayed from the log
   uint64_t log_bytes = 0;
   uint64_t checkpoint_bytes = 0;
@@ -54,6 +55,24 @@ class Journal {
   static Status Load(const std::string& dir, Image* image, LoadReport* report);
   // Opens the journal of a loaded pool for commits.
   static Status OpenForAppend(const std::string& dir, std::unique_ptr<Journal>* out);
+
+  // For repair when the superblock cannot be read: replays the newest
+  // generation whose checkpoint loads cleanly (else the newest with a good
+  // header), then every complete transaction of its log, stopping at the
+  // first damaged record (so a complete transaction whose superblock update
+  // a crash prevented is kept too). Damage goes to *report. NotFound when
+  // DIR holds no readable checkpoint.
+  static Status Salvage(const std::string& dir, Image* image, LoadReport* report);
+
+  // Replaces DIR's metadata, whatever state it is in, with a new generation
+  // holding `checkpoint` (records, no kCommit) closed by commit
+  // `commit_seq`, and an empty log. The generation is greater than that of
+  // every metadata file in DIR, so a crash leaves the old metadata or the
+  // new, never a mix; the other generations' files are removed last. Used
+  // by `thinsim restore` and `thinsim repair`. *generation, if given, is set
+  // to the new generation.
+  static Status Rewrite(const std::string& dir, const std::string& checkpoint, uint64_t commit_seq,
+                        uint64_t* generation = nullptr);
 
   // Appends `records` as one transaction and makes it durable.
   Status Commit(const std::string& records);

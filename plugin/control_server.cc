@@ -163,15 +163,16 @@ void ControlServer::Serve(Client* client) {
       buffer.erase(0, newline + 1);
       if (line.find_first_not_of(" \t\r") == std::string::npos) continue;  // blank line
       ControlCommands::Reply reply = commands_.Execute(line);
-      {
-        std::lock_guard<std::mutex> lock(client->write_mu);
-        open = WriteAll(client->fd, reply.line + "\n");
+      // Subscribe before replying, so that no event after the reply is lost
+      // (one may arrive before it; clients skip event lines while waiting).
+      if (reply.subscribe) {
+        std::lock_guard<std::mutex> lock(mu_);
+        if (std::find(subscribers_.begin(), subscribers_.end(), client) == subscribers_.end()) {
+          subscribers_.push_back(client);
+        }
       }
-      std::lock_guard<std::mutex> lock(mu_);
-      if (reply.subscribe &&
-          std::find(subscribers_.begin(), subscribers_.end(), client) == subscribers_.end()) {
-        subscribers_.push_back(client);
-      }
+      std::lock_guard<std::mutex> lock(client->write_mu);
+      open = WriteAll(client->fd, reply.line + "\n");
     }
     if (buffer.size() > kMaxLine) {
       std::lock_guard<std::mutex> lock(client->write_mu);

@@ -14,8 +14,11 @@
 
 #include <algorithm>
 #include <cassert>
+#include <cerrno>
 #include <chrono>
+#include <cstring>
 #include <unordered_map>
+#include <vector>
 
 #include "metadata/check.h"
 #include "metadata/image.h"
@@ -71,9 +74,49 @@ Status OpenDataFile(const PoolOptions& o, uint64_t nr_blocks, bool must_exist, s
   if (!must_exist && exists && st.st_size > 0) {
     return Status::Corruption(data + " exists but " + o.dir +
                               "/metadata does not: not a thinsim pool, or its metadata was lost; "
-                              "refusing to overwrite it");
+                              "refusing to overwrite it (`thinsim check " + o.dir + "` tells, `thinsim repair " +
+                              o.dir + "` rebuilds lost metadata from its checkpoint files)");
   }
   return OpenFileStore(data, o.block_size, nr_blocks, out);
+}
+
+// Zeroes bytes [offset, offset + len) of `fd`: a hole if the file system
+// can punch one, else zeroes written.
+Status ZeroFileRange(int fd, uint64_t offset, uint64_t len) {
+  if (fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, static_cast<off_t>(offset),
+                static_cast<off_t>(len)) == 0 ||
+      fallocate(fd, FALLOC_FL_ZERO_RANGE, static_cast<off_t>(offset), static_cast<off_t>(len)) == 0) {
+    return Status::OK();
+  }
+  std::vector<char> zeroes(std::min<uint64_t>(len, 1 << 20), 0);
+  for (uint64_t done = 0; done < len;) {
+    ssize_t n = pwrite(fd, zeroes.data(), std::min<uint64_t>(zeroes.size(), len - done),
+                       static_cast<off_t>(offset + done));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return Status::IOError("cannot zero free blocks of the data file: " + std::string(strerror(errno)));
+    done += static_cast<uint64_t>(n);
+  }
+  return Status::OK();
+}
+
+// A fresh block must read as zeroes (the pool never zeroes one), but after
+// a crash a free block may hold bytes written by a transaction that never
+// committed, or freed by the last commit before it was discarded. So every
+// block the loaded mappings do not use is discarded before serving.
+Status DiscardUnusedBlocks(const std::string& path, const metadata::Image& image) {
+  int fd = open(path.c_str(), O_RDWR | O_CLOEXEC);
+  if (fd < 0) return Status::IOError("cannot open " + path + ": " + std::string(strerror(errno)));
+  const uint64_t bs = image.block_size;
+  uint64_t next = 0;  // first block not known to be in use
+  Status s;
+  for (const auto& [b, count] : image.DerivedRefcounts()) {
+    if (b >= image.nr_blocks) break;
+    if (b > next && s.ok()) s = ZeroFileRange(fd, next * bs, (b - next) * bs);
+    next = uint64_t{b} + 1;
+  }
+  if (next < image.nr_blocks && s.ok()) s = ZeroFileRange(fd, next * bs, (image.nr_blocks - next) * bs);
+  close(fd);
+  return s;
 }
 
 }  // namespace
@@ -114,6 +157,7 @@ Status Pool::OpenDir(const PoolOptions& options, int lock_fd, std::unique_ptr<Po
   uint64_t nr_blocks = image.nr_blocks;
   std::unique_ptr<DataStore> store;
   THINSIM_RETURN_IF_ERROR(OpenDataFile(o, nr_blocks, true, &store));
+  THINSIM_RETURN_IF_ERROR(DiscardUnusedBlocks(o.dir + "/data", image));
   out->reset(new Pool(o, std::move(store), lock_fd));
   Pool& p = **out;
   p.space_map_ = std::make_unique<SpaceMap>(nr_blocks);
@@ -318,11 +362,7 @@ Status Pool::CommitLocked() {
   for (dblock_t b : freed) {
     if (store_->Discard(b).ok()) space_map_->Recycle({b});
   }
-  if (!freed.empty()) {
-    if (mode_ == PoolMode::kOutOfDataSpace) SetModeLocked(PoolMode::kWrite);
-    space_freed_.notify_all();
-    CheckLowWaterLocked();
-  }
+  if (!freed.empty()) space_freed_.notify_all();
   if (journal_->log_bytes() > kCheckpointLogBytes) {
     std::string checkpoint;
     EncodeCheckpointLocked(&checkpoint);

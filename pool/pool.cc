@@ -143,8 +143,8 @@ PoolInfo Pool::QueryPool() const {
   PoolInfo info;
   info.block_size = block_size_;
   info.total_blocks = space_map_->nr_blocks();
-  info.used_blocks = space_map_->nr_used();
-  info.free_blocks = space_map_->nr_free();
+  info.free_blocks = FreeLocked();
+  info.used_blocks = info.total_blocks - info.free_blocks;
   info.reserved_blocks = static_cast<uint64_t>(reserved_);
   info.mode = mode_;
   info.when_full = options_.when_full;
@@ -302,6 +302,8 @@ Status Pool::ResizeVolume(std::string_view name, uint64_t size) {
   uint64_t old_size;
   {
     std::shared_lock lock(meta_mu_);
+    // DeleteVolume may have removed it while we waited for the gate.
+    if (volumes_.count(v->id) == 0) return Status::NotFound("no volume named '" + std::string(name) + "'");
     old_size = v->size;
     THINSIM_RETURN_IF_ERROR(RefuseIfReadOnlyLocked());
     if (size > old_size && GuaranteeOfLocked(*v).all) {
@@ -532,11 +534,17 @@ void Pool::RecycleLocked() {
     if (!store_->Discard(b).ok()) continue;
     space_map_->Recycle({b});
   }
-  if (space_map_->nr_free() > 0) {
-    if (mode_ == PoolMode::kOutOfDataSpace) SetModeLocked(PoolMode::kWrite);
-    space_freed_.notify_all();
-  }
+  if (space_map_->nr_free() > 0) space_freed_.notify_all();
+  LeaveOutOfSpaceIfRoomLocked();
   CheckLowWaterLocked();
+}
+
+uint64_t Pool::FreeLocked() const { return space_map_->nr_free() + freed_in_txn_.size(); }
+
+void Pool::LeaveOutOfSpaceIfRoomLocked() {
+  if (mode_ == PoolMode::kOutOfDataSpace && static_cast<int64_t>(FreeLocked()) > reserved_) {
+    SetModeLocked(PoolMode::kWrite);
+  }
 }
 
 void Pool::SetEventHandler(std::function<void(const PoolEvent&)> handler) {
@@ -552,7 +560,7 @@ void Pool::SetModeLocked(PoolMode mode) {
   PoolEvent e;
   e.name = "POOL_MODE";
   e.mode = mode;
-  e.free_blocks = space_map_->nr_free();
+  e.free_blocks = FreeLocked();
   e.total_blocks = space_map_->nr_blocks();
   event_handler_(e);
 }
@@ -560,7 +568,7 @@ void Pool::SetModeLocked(PoolMode mode) {
 void Pool::CheckLowWaterLocked() {
   uint64_t total = space_map_->nr_blocks();
   uint64_t threshold = total * options_.low_water_percent / 100;
-  uint64_t free = space_map_->nr_free();
+  uint64_t free = FreeLocked();
   if (free >= threshold) {
     low_water_armed_ = true;
     return;
@@ -637,9 +645,9 @@ Status Pool::TEST_CheckCounters() const {
     return Status::Corruption("reserved blocks: " + std::to_string(reserved_) + " counted, " +
                               std::to_string(reserved) + " walked");
   }
-  if (reserved_ > static_cast<int64_t>(space_map_->nr_free())) {
+  if (reserved_ > static_cast<int64_t>(FreeLocked())) {
     return Status::Corruption("reserved " + std::to_string(reserved_) + " > free " +
-                              std::to_string(space_map_->nr_free()));
+                              std::to_string(FreeLocked()));
   }
   uint64_t reserved_by_volumes = 0;
   for (const auto& [id, v] : volumes_) reserved_by_volumes += VolumeReservedLocked(*v);

@@ -313,6 +313,12 @@ class Pool {
   // Raises LOW_WATER once each time free space falls below the threshold,
   // and POOL_MODE on mode changes.
   void CheckLowWaterLocked();
+  // Free blocks: allocatable now, plus those freed in the current
+  // transaction, which a commit makes allocatable (persistent pools commit
+  // when an allocation needs them). The invariant is reserved <= this.
+  uint64_t FreeLocked() const;
+  // Back to `write` once some free space is unreserved again.
+  void LeaveOutOfSpaceIfRoomLocked();
   void SetModeLocked(PoolMode mode);
 
   const uint32_t block_size_;

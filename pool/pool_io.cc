@@ -127,13 +127,10 @@ Status Pool::AllocateBlocks(std::unique_lock<std::shared_mutex>& lock, const Vol
     for (const Step& st : *steps) {
       if (st.needs_block()) delta += StepReservedDeltaLocked(v, st);
     }
-    int64_t free_after = static_cast<int64_t>(space_map_->nr_free()) - static_cast<int64_t>(n);
+    int64_t free_after = static_cast<int64_t>(FreeLocked()) - static_cast<int64_t>(n);
     return free_after >= 0 && reserved_ + delta <= free_after;
   };
   while (!fits()) {
-    // Blocks freed since the last commit become usable by committing, as
-    // dm-thin commits when it runs out of free blocks.
-    if (!freed_in_txn_.empty() && CommitLocked().ok() && fits()) break;
     SetModeLocked(PoolMode::kOutOfDataSpace);
     bool can_wait = options_.when_full == WhenFull::kQueue;
     if (can_wait && options_.abandon_queued_write && options_.abandon_queued_write()) {
@@ -148,7 +145,7 @@ Status Pool::AllocateBlocks(std::unique_lock<std::shared_mutex>& lock, const Vol
       continue;
     }
     if (fits()) break;
-    uint64_t free = space_map_->nr_free();
+    uint64_t free = FreeLocked();
     uint64_t unreserved = free > static_cast<uint64_t>(reserved_) ? free - reserved_ : 0;
     return Status::NoSpace("pool out of data space: need " + std::to_string(n) + " block(s), " +
                            std::to_string(free) + " free, " + std::to_string(unreserved) +
@@ -157,13 +154,16 @@ Status Pool::AllocateBlocks(std::unique_lock<std::shared_mutex>& lock, const Vol
                                            std::to_string(options_.no_space_timeout_seconds) + "s"
                                      : ""));
   }
+  // Blocks freed since the last commit become allocatable by committing, as
+  // dm-thin commits when it runs out of free blocks.
+  if (space_map_->nr_free() < n) THINSIM_RETURN_IF_ERROR(CommitLocked());
   for (Step& st : *steps) {
     if (!st.needs_block()) continue;
     st.reserved_delta = StepReservedDeltaLocked(v, st);
     reserved_ += st.reserved_delta;
     st.fresh = space_map_->Allocate();
   }
-  if (mode_ == PoolMode::kOutOfDataSpace) SetModeLocked(PoolMode::kWrite);
+  LeaveOutOfSpaceIfRoomLocked();
   CheckLowWaterLocked();
   return Status::OK();
 }
@@ -237,6 +237,9 @@ Status Pool::ApplyRange(Volume& v, uint64_t len, uint64_t offset, Intent intent,
   {
     std::shared_lock lock(meta_mu_);
     THINSIM_RETURN_IF_ERROR(RefuseIfReadOnlyLocked());
+    // Provision() looks the volume up before it takes the io_gate, so
+    // DeleteVolume may have removed it meanwhile.
+    if (volumes_.count(v.id) == 0) return Status::NotFound("volume '" + v.name + "' was deleted");
     // kZeroData comes only from ResizeVolume growing a volume: it zeroes the
     // stale tail of the old last block, which lies beyond the old size.
     if (intent != Intent::kZeroData) THINSIM_RETURN_IF_ERROR(CheckRange(v, len, offset));

@@ -70,7 +70,7 @@ uint64_t Pool::UnmappedNeedLocked(const Volume& v) const {
 }
 
 Status Pool::AdmitLocked(int64_t delta, const std::string& what) const {
-  const int64_t free = static_cast<int64_t>(space_map_->nr_free());
+  const int64_t free = static_cast<int64_t>(FreeLocked());
   if (delta <= 0 || reserved_ + delta <= free) return Status::OK();
   return Status::NoSpace(what + " needs " + std::to_string(delta) +
                          " more reserved block(s), but only " + std::to_string(free - reserved_) +

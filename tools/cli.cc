@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "tools/format.h"
+#include "tools/fs_test/launch.h"
 
 namespace thinsim::cli {
 namespace {
@@ -29,6 +30,8 @@ struct Arguments {
   std::string key_value;
   std::vector<std::string> snapshot_args;
   bool read_only = false;
+  std::vector<std::string> offline_args;
+  bool force = false;
 };
 
 void AddGlobalOptions(CLI::App& app, Arguments& a) {
@@ -97,6 +100,30 @@ void AddPoolCommands(CLI::App& app, Arguments& a) {
   AddSize(AddCommand(app, "grow", "Grow the pool's data capacity (pool-grow)"), a,
           "New total data capacity");
   AddCommand(app, "commit", "Commit metadata now (commit)");
+  // Listed for --help; RunCli hands `fs-test` to the harness before parsing.
+  AddCommand(app, "fs-test",
+             "Run a real filesystem through an ENOSPC scenario (root; docs/fs-testing.md)")
+      ->prefix_command();
+}
+
+// Offline commands: DIR may come from --pool instead.
+void AddOfflineCommands(CLI::App& app, Arguments& a) {
+  AddCommand(app, "check", "Check a stopped pool's metadata (exit 0 clean, 1 damaged)")
+      ->add_option("DIR", a.offline_args, "Pool directory (or --pool DIR)")
+      ->expected(0, 1);
+  AddCommand(app, "dump", "Print a stopped pool's metadata (--json: for restore)")
+      ->add_option("DIR", a.offline_args, "Pool directory (or --pool DIR)")
+      ->expected(0, 1);
+  CLI::App* restore = AddCommand(app, "restore", "Write a pool's metadata from a JSON dump");
+  restore->add_option("DIR FILE", a.offline_args, "Pool directory (or --pool DIR), dump file ('-': stdin)")
+      ->expected(1, 2);
+  restore->add_flag("--force", a.force, "Restore even a dump that describes fatally damaged metadata");
+  AddCommand(app, "repair", "Repair a stopped pool's metadata")
+      ->add_option("DIR", a.offline_args, "Pool directory (or --pool DIR)")
+      ->expected(0, 1);
+  AddCommand(app, "delta", "Compare two volumes' mappings (same, different, left_only, right_only)")
+      ->add_option("DIR A B", a.offline_args, "Pool directory (or --pool DIR), two volume names")
+      ->expected(2, 3);
 }
 
 Request MakeRequest(const std::string& execute, json arguments = json::object()) {
@@ -217,6 +244,38 @@ bool ResolveSocketPath(const std::string& socket_flag, const std::string& pool_f
   return true;
 }
 
+bool IsOfflineCommand(const std::string& command) {
+  return command == "check" || command == "dump" || command == "restore" || command == "repair" ||
+         command == "delta";
+}
+
+bool BuildOfflineCommand(const std::string& command, const std::vector<std::string>& positionals,
+                         const std::string& pool_flag, offline::OfflineCommand* out, std::string* error) {
+  const std::size_t want = command == "restore" ? 2 : command == "delta" ? 3 : 1;
+  const std::string usage = command == "restore" ? "restore DIR FILE"
+                            : command == "delta" ? "delta DIR A B"
+                                                 : command + " DIR";
+  std::vector<std::string> args = positionals;
+  if (!pool_flag.empty() && args.size() + 1 == want) {
+    args.insert(args.begin(), pool_flag);
+  } else if (!pool_flag.empty() && args.size() == want && args[0] != pool_flag) {
+    *error = "two pool directories given: --pool " + pool_flag + " and " + args[0];
+    return false;
+  }
+  if (args.size() != want) {
+    *error = "usage: thinsim " + usage + " (or --pool DIR in place of DIR)";
+    return false;
+  }
+  if (args[0].empty()) {
+    *error = "the pool directory is empty";
+    return false;
+  }
+  out->command = command;
+  out->dir = args[0];
+  out->args.assign(args.begin() + 1, args.end());
+  return true;
+}
+
 bool BuildSnapshotRequest(const std::vector<std::string>& args, bool read_only,
                           Request* request, std::string* error) {
   const bool pair_form = std::any_of(args.begin(), args.end(), [](const std::string& arg) {
@@ -267,13 +326,16 @@ bool BuildSetRequest(const std::string& name, const std::string& key_value, Requ
 ParseResult ParseCommandLine(const std::vector<std::string>& args, const Environment& env,
                              std::ostream& out, std::ostream& err) {
   Arguments a;
-  CLI::App app{"Control a running thinsim pool through its control socket.", "thinsim"};
+  CLI::App app{"Control a running thinsim pool through its control socket, or check, dump, "
+               "restore, repair and compare a stopped pool's metadata.",
+               "thinsim"};
   app.fallthrough();  // global options may also follow the subcommand
   app.require_subcommand(1);
   AddGlobalOptions(app, a);
   AddQueryCommands(app, a);
   AddVolumeCommands(app, a);
   AddPoolCommands(app, a);
+  AddOfflineCommands(app, a);
 
   std::vector<const char*> argv = {"thinsim"};
   for (const std::string& arg : args) argv.push_back(arg.c_str());
@@ -289,6 +351,19 @@ ParseResult ParseCommandLine(const std::vector<std::string>& args, const Environ
   invocation.timeout = std::chrono::milliseconds(static_cast<std::int64_t>(a.timeout_seconds * 1000));
   std::string error;
   const std::string command = app.get_subcommands().front()->get_name();
+  if (IsOfflineCommand(command)) {
+    offline::OfflineCommand offline;
+    if (!a.socket.empty()) {
+      error = command + " works on a stopped pool's directory, not on a control socket";
+    } else if (BuildOfflineCommand(command, a.offline_args, a.pool, &offline, &error)) {
+      offline.json = a.json;
+      offline.force = a.force;
+      invocation.offline = std::move(offline);
+      return {std::move(invocation), kExitOk};
+    }
+    err << "thinsim: " << error << "\n";
+    return {std::nullopt, kExitUsage};
+  }
   if (!BuildRequest(command, a, &invocation.request, &error) ||
       !ResolveSocketPath(a.socket, a.pool, env, &invocation.socket_path, &error)) {
     err << "thinsim: " << error << "\n";
@@ -298,6 +373,7 @@ ParseResult ParseCommandLine(const std::vector<std::string>& args, const Environ
 }
 
 int Execute(const Invocation& invocation, std::ostream& out, std::ostream& err) {
+  if (invocation.offline) return offline::RunOffline(*invocation.offline, out, err);
   ControlClient client;
   client.set_timeout(invocation.timeout);
   ClientStatus status = client.Connect(invocation.socket_path);
@@ -324,6 +400,10 @@ int Execute(const Invocation& invocation, std::ostream& out, std::ostream& err) 
 int RunCli(const std::vector<std::string>& args, const Environment& env, std::ostream& out,
            std::ostream& err) {
   try {
+    std::vector<std::string> fs_args;
+    if (IsFsTestCommand(args, &fs_args)) {  // execs tools/fs_test (tools/fs_test/launch.h)
+      return RunFsTest(fs_args, FsTestEnvironment::FromProcess(), err);
+    }
     ParseResult parsed = ParseCommandLine(args, env, out, err);
     if (!parsed.invocation) return parsed.exit_code;
     return Execute(*parsed.invocation, out, err);

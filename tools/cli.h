@@ -1,8 +1,11 @@
-// The online commands of the `thinsim` CLI (SPEC.md section 10). Each command
-// becomes one control request (docs/control-protocol.md); the reply is
-// printed for humans, or as one line of JSON with --json.
+// The `thinsim` CLI (SPEC.md section 10). Each online command becomes one
+// control request (docs/control-protocol.md); the reply is printed for
+// humans, or as one line of JSON with --json. The offline commands (check,
+// dump, restore, repair, delta) work on a stopped pool's directory; see
+// tools/offline.h.
 //
-// Exit status: 0 success, 1 server or connection error, 2 usage error.
+// Exit status: 0 success, 1 server or connection error, 2 usage error
+// (offline commands: see tools/offline.h).
 
 #ifndef THINSIM_TOOLS_CLI_H_
 #define THINSIM_TOOLS_CLI_H_
@@ -14,6 +17,7 @@
 #include <vector>
 
 #include "tools/control_client.h"
+#include "tools/offline.h"
 
 namespace thinsim::cli {
 
@@ -31,7 +35,8 @@ struct Environment {
   static Environment FromProcess();
 };
 
-// A parsed command line: where to connect, what to send and how to print.
+// A parsed command line: where to connect, what to send and how to print;
+// or, for an offline command, what to run on which pool directory.
 //
 // Thread safety: a plain value type.
 struct Invocation {
@@ -39,6 +44,7 @@ struct Invocation {
   bool json = false;
   std::chrono::milliseconds timeout{60000};  // 0: wait forever
   Request request;
+  std::optional<offline::OfflineCommand> offline;  // set: no socket is used
 };
 
 // The outcome of ParseCommandLine: an invocation to run, or the exit status
@@ -69,8 +75,18 @@ bool BuildSnapshotRequest(const std::vector<std::string>& args, bool read_only,
 bool BuildSetRequest(const std::string& name, const std::string& key_value, Request* request,
                      std::string* error);
 
+// True for the offline commands: check, dump, restore, repair, delta.
+bool IsOfflineCommand(const std::string& command);
+
+// Builds an offline command from its positional arguments (`positionals`:
+// DIR first, then FILE for restore, A B for delta) and the global --pool,
+// which may stand in for DIR. Returns false with *error set on bad input.
+bool BuildOfflineCommand(const std::string& command, const std::vector<std::string>& positionals,
+                         const std::string& pool_flag, offline::OfflineCommand* out, std::string* error);
+
 // Connects, sends the request and prints the reply (for `events`, every
-// event until the server closes the connection). Returns the exit status.
+// event until the server closes the connection); or runs the offline
+// command. Returns the exit status.
 int Execute(const Invocation& invocation, std::ostream& out, std::ostream& err);
 
 // The whole CLI: parse, then execute. Never throws. Returns the exit status.

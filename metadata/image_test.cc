@@ -1,0 +1,225 @@
+// Image::Apply for every record type, its errors, Encode and
+// DerivedRefcounts.
+#include "metadata/image.h"
+
+#include <gtest/gtest.h>
+
+#include <string>
+
+#include "metadata/encoding.h"
+#include "metadata/records.h"
+#include "metadata/test_util.h"
+
+namespace thinsim::metadata {
+namespace {
+
+using test::AddVolume;
+using test::Encoded;
+using test::MakeChunk;
+using test::MakePool;
+
+// The payload of the one record `append` writes.
+template <typename Fn>
+std::string Payload(Fn append) {
+  std::string framed;
+  append(&framed);
+  return framed.substr(8);
+}
+
+VolumeRecord Vol(uint64_t id, const std::string& name, uint64_t size = 64ull << 20) {
+  return VolumeRecord{id, name, size, 0, false, 0, id, false};
+}
+
+Status ApplyVolume(Image* image, const VolumeRecord& v) {
+  return image->Apply(Payload([&](std::string* o) { AppendVolume(o, v); }));
+}
+
+Status ApplyChunk(Image* image, const ChunkRecord& c) {
+  return image->Apply(Payload([&](std::string* o) { AppendChunk(o, c); }));
+}
+
+class ImageTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ASSERT_TRUE(image_.Apply(Payload([](std::string* o) { AppendPool(o, 65536, 1024, 0); })).ok());
+    ASSERT_TRUE(ApplyVolume(&image_, Vol(1, "vol")).ok());
+  }
+  Image image_;
+};
+
+TEST_F(ImageTest, PoolRecordSetsPoolAttributes) {
+  ASSERT_TRUE(image_.Apply(Payload([](std::string* o) { AppendPool(o, 4096, 77, 1); })).ok());
+  EXPECT_EQ(image_.block_size, 4096u);
+  EXPECT_EQ(image_.nr_blocks, 77u);
+  EXPECT_EQ(image_.mode, 1u);
+}
+
+TEST_F(ImageTest, VolumeRecordCreatesAVolume) {
+  ASSERT_EQ(image_.volumes.size(), 1u);
+  const VolumeRecord& a = image_.volumes.at(1).attrs;
+  EXPECT_EQ(a.name, "vol");
+  EXPECT_EQ(a.size, 64ull << 20);
+  EXPECT_EQ(a.family, 1u);
+}
+
+TEST_F(ImageTest, VolumeRecordUpdatesAndAShrinkDropsChunksPastTheEnd) {
+  ASSERT_TRUE(ApplyChunk(&image_, ChunkRecord{1, 0, 0, 1, 0, {5}}).ok());
+  ASSERT_TRUE(ApplyChunk(&image_, ChunkRecord{1, 3, 0, 1, 0, {6}}).ok());
+  VolumeRecord smaller = Vol(1, "renamed", 2 * 64 * 65536);  // two chunks
+  smaller.strategy = 2;
+  ASSERT_TRUE(ApplyVolume(&image_, smaller).ok());
+  const VolumeImage& v = image_.volumes.at(1);
+  EXPECT_EQ(v.attrs.name, "renamed");
+  EXPECT_EQ(v.attrs.strategy, 2u);
+  EXPECT_EQ(v.chunks.size(), 1u);
+  EXPECT_EQ(v.chunks.count(0), 1u);
+}
+
+TEST_F(ImageTest, ChunkRecordSetsAndAnEmptyOneClearsMappings) {
+  ASSERT_TRUE(ApplyChunk(&image_, ChunkRecord{1, 2, 0, 0b101, 0b100, {10, 11}}).ok());
+  const auto& c = image_.volumes.at(1).chunks.at(2);
+  EXPECT_EQ(c->mapped, 0b101u);
+  EXPECT_EQ(c->provisioned, 0b100u);
+  EXPECT_EQ(c->dblocks, (std::vector<uint32_t>{10, 11}));
+  ASSERT_TRUE(ApplyChunk(&image_, ChunkRecord{1, 2, 0, 0, 0, {}}).ok());
+  EXPECT_TRUE(image_.volumes.at(1).chunks.empty());
+}
+
+TEST_F(ImageTest, ChunkOfUnknownVolumeIsCorruption) {
+  Status s = ApplyChunk(&image_, ChunkRecord{9, 0, 0, 1, 0, {1}});
+  EXPECT_EQ(s.code(), ErrorCode::kCorruption);
+  EXPECT_NE(s.message().find("unknown volume"), std::string::npos) << s.message();
+}
+
+TEST_F(ImageTest, ChunkWithProvisionedButUnmappedEntryIsCorruption) {
+  EXPECT_EQ(ApplyChunk(&image_, ChunkRecord{1, 0, 0, 0b1, 0b10, {1}}).code(), ErrorCode::kCorruption);
+}
+
+TEST_F(ImageTest, ChunkWithWrongNumberOfBlocksIsCorruption) {
+  // Two mapped bits, three dblocks: the record is longer than its bitmap says.
+  EXPECT_EQ(ApplyChunk(&image_, ChunkRecord{1, 0, 0, 0b11, 0, {1, 2, 3}}).code(), ErrorCode::kCorruption);
+  // Two mapped bits, one dblock: cut short.
+  EXPECT_EQ(ApplyChunk(&image_, ChunkRecord{1, 0, 0, 0b11, 0, {1}}).code(), ErrorCode::kCorruption);
+}
+
+TEST_F(ImageTest, SnapshotSharesItsOriginsChunkObjects) {
+  ASSERT_TRUE(ApplyChunk(&image_, ChunkRecord{1, 0, 0, 1, 0, {5}}).ok());
+  ASSERT_TRUE(image_.Apply(Payload([](std::string* o) { AppendSnapshot(o, SnapshotRecord{2, 1, "snap", true}); })).ok());
+  const VolumeImage& s = image_.volumes.at(2);
+  EXPECT_EQ(s.attrs.name, "snap");
+  EXPECT_TRUE(s.attrs.read_only);
+  EXPECT_EQ(s.attrs.origin_id, 1u);
+  EXPECT_EQ(s.attrs.family, 1u);
+  EXPECT_EQ(s.attrs.size, image_.volumes.at(1).attrs.size);
+  EXPECT_EQ(s.chunks.at(0).get(), image_.volumes.at(1).chunks.at(0).get());
+  EXPECT_EQ(image_.DerivedRefcounts().at(5), 1u);  // one chunk object
+  // A write through the origin replaces only its slot.
+  ASSERT_TRUE(ApplyChunk(&image_, ChunkRecord{1, 0, 0, 0b11, 0, {5, 6}}).ok());
+  EXPECT_NE(s.chunks.at(0).get(), image_.volumes.at(1).chunks.at(0).get());
+  EXPECT_EQ(image_.DerivedRefcounts().at(5), 2u);
+}
+
+TEST_F(ImageTest, SnapshotOfUnknownVolumeIsCorruption) {
+  Status s = image_.Apply(Payload([](std::string* o) { AppendSnapshot(o, SnapshotRecord{2, 8, "snap", false}); }));
+  EXPECT_EQ(s.code(), ErrorCode::kCorruption);
+}
+
+TEST_F(ImageTest, DeleteRemovesTheVolumeAndItsSnapshotsLoseTheirOrigin) {
+  ASSERT_TRUE(image_.Apply(Payload([](std::string* o) { AppendSnapshot(o, SnapshotRecord{2, 1, "snap", false}); })).ok());
+  ASSERT_TRUE(image_.Apply(Payload([](std::string* o) { AppendDelete(o, 1); })).ok());
+  EXPECT_EQ(image_.volumes.count(1), 0u);
+  EXPECT_EQ(image_.volumes.at(2).attrs.origin_id, 0u);
+}
+
+TEST_F(ImageTest, DeleteOfUnknownVolumeIsCorruption) {
+  EXPECT_EQ(image_.Apply(Payload([](std::string* o) { AppendDelete(o, 42); })).code(), ErrorCode::kCorruption);
+}
+
+TEST_F(ImageTest, ShareChunkPointsAtACheckpointChunk) {
+  ASSERT_TRUE(ApplyVolume(&image_, Vol(2, "other")).ok());
+  ASSERT_TRUE(ApplyChunk(&image_, ChunkRecord{1, 4, 7, 1, 0, {9}}).ok());
+  ASSERT_TRUE(image_.Apply(Payload([](std::string* o) { AppendShareChunk(o, ShareChunkRecord{2, 4, 7}); })).ok());
+  EXPECT_EQ(image_.volumes.at(2).chunks.at(4).get(), image_.volumes.at(1).chunks.at(4).get());
+}
+
+TEST_F(ImageTest, ShareOfUnknownChunkIsCorruption) {
+  Status s = image_.Apply(Payload([](std::string* o) { AppendShareChunk(o, ShareChunkRecord{1, 0, 99}); }));
+  EXPECT_EQ(s.code(), ErrorCode::kCorruption);
+}
+
+TEST_F(ImageTest, RefcountRecordSetsAndZeroErases) {
+  ASSERT_TRUE(image_.Apply(Payload([](std::string* o) { AppendRefcounts(o, {{3, 2}, {4, 1}}); })).ok());
+  EXPECT_EQ(image_.refcounts, (std::map<uint32_t, uint32_t>{{3, 2}, {4, 1}}));
+  ASSERT_TRUE(image_.Apply(Payload([](std::string* o) { AppendRefcounts(o, {{3, 0}}); })).ok());
+  EXPECT_EQ(image_.refcounts, (std::map<uint32_t, uint32_t>{{4, 1}}));
+}
+
+TEST_F(ImageTest, RefcountRecordWithBadLengthIsCorruption) {
+  std::string p = Payload([](std::string* o) { AppendRefcounts(o, {{3, 2}}); });
+  EXPECT_EQ(image_.Apply(p.substr(0, p.size() - 1)).code(), ErrorCode::kCorruption);
+}
+
+TEST_F(ImageTest, CommitRecordSetsTheSequence) {
+  ASSERT_TRUE(image_.Apply(Payload([](std::string* o) { AppendCommit(o, 99); })).ok());
+  EXPECT_EQ(image_.commit_seq, 99u);
+}
+
+TEST_F(ImageTest, UnknownRecordTypeIsCorruption) {
+  Status s = image_.Apply(std::string("\x63", 1));
+  EXPECT_EQ(s.code(), ErrorCode::kCorruption);
+  EXPECT_NE(s.message().find("unknown record type 99"), std::string::npos) << s.message();
+}
+
+TEST_F(ImageTest, CutShortRecordsAreCorruption) {
+  std::vector<std::string> payloads = {
+      Payload([](std::string* o) { AppendPool(o, 65536, 10, 0); }),
+      Payload([](std::string* o) { AppendVolume(o, Vol(3, "x")); }),
+      Payload([](std::string* o) { AppendSnapshot(o, SnapshotRecord{3, 1, "s", false}); }),
+      Payload([](std::string* o) { AppendDelete(o, 1); }),
+      Payload([](std::string* o) { AppendShareChunk(o, ShareChunkRecord{1, 0, 1}); }),
+      Payload([](std::string* o) { AppendCommit(o, 1); }),
+  };
+  for (const std::string& p : payloads) {
+    Image copy = image_;
+    EXPECT_EQ(copy.Apply(p.substr(0, p.size() - 1)).code(), ErrorCode::kCorruption) << "type " << int(p[0]);
+  }
+}
+
+TEST(ImageEncode, ReplayingTheEncodingGivesTheSameImage) {
+  Image image = MakePool(100);
+  image.mode = 1;
+  AddVolume(&image, 1, "a");
+  AddVolume(&image, 2, "b", 64ull << 20, 1, 1);
+  auto shared = MakeChunk({{0, 1}, {1, 2}}, {1});
+  image.volumes[1].chunks[0] = shared;
+  image.volumes[2].chunks[0] = shared;
+  image.volumes[2].chunks[5] = MakeChunk({{63, 3}});
+  test::DeriveRefcounts(&image);
+
+  std::string encoded;
+  image.Encode(&encoded);
+  Image replayed;
+  RecordReader reader(encoded);
+  std::string_view payload;
+  while (reader.Next(&payload)) ASSERT_TRUE(replayed.Apply(payload).ok());
+  ASSERT_TRUE(reader.error().empty());
+  EXPECT_EQ(Encoded(replayed), Encoded(image));
+  EXPECT_EQ(replayed.volumes.at(1).chunks.at(0).get(), replayed.volumes.at(2).chunks.at(0).get());
+  EXPECT_EQ(replayed.refcounts, image.refcounts);
+  EXPECT_EQ(replayed.mode, 1u);
+}
+
+TEST(ImageEncode, DerivedRefcountsCountDistinctChunkObjects) {
+  Image image = MakePool();
+  AddVolume(&image, 1, "a");
+  AddVolume(&image, 2, "b");
+  AddVolume(&image, 3, "c");
+  auto shared = MakeChunk({{0, 7}});
+  image.volumes[1].chunks[0] = shared;
+  image.volumes[2].chunks[0] = shared;
+  image.volumes[3].chunks[0] = MakeChunk({{0, 7}, {1, 8}});
+  EXPECT_EQ(image.DerivedRefcounts(), (std::map<uint32_t, uint32_t>{{7, 2}, {8, 1}}));
+}
+
+}  // namespace
+}  // namespace thinsim::metadata
