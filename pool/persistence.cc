@@ -319,7 +319,7 @@ void Pool::EncodeCheckpointLocked(std::string* out) const {
     }
   }
   for (uint64_t b = 0; b < space_map_->nr_blocks(); ++b) {
-    uint32_t n = space_map_->RefCount(static_cast<dblock_t>(b));
+    uint32_t n = space_map_->RefCount(static_cast<dblock_t>(b)) - in_flight_.count(static_cast<dblock_t>(b));
     if (n > 0) counts.emplace_back(static_cast<uint32_t>(b), n);
   }
   metadata::AppendRefcounts(out, counts);
@@ -340,7 +340,11 @@ Status Pool::CommitLocked() {
   records += txn_records_;
   std::vector<std::pair<uint32_t, uint32_t>> counts;
   counts.reserve(changed.size());
-  for (dblock_t b : changed) counts.emplace_back(b, space_map_->RefCount(b));
+  for (dblock_t b : changed) {
+    // A block still being filled is not mapped by anything committed yet.
+    uint32_t count = space_map_->RefCount(b) - (in_flight_.count(b) ? 1 : 0);
+    counts.emplace_back(b, count);
+  }
   std::sort(counts.begin(), counts.end());
   metadata::AppendRefcounts(&records, counts);
 

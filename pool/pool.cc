@@ -77,8 +77,15 @@ Status Pool::Open(const PoolOptions& o, std::unique_ptr<Pool>* out) {
     int lock_fd = -1;
     THINSIM_RETURN_IF_ERROR(LockPoolDir(o.dir, &lock_fd));
     bool fresh = !metadata::Journal::Exists(o.dir);
+    struct stat data_st;
+    bool has_data = stat((o.dir + "/data").c_str(), &data_st) == 0 && data_st.st_size > 0;
     Status s = fresh ? PoolBlocks(o.size, o.block_size, &nr_blocks) : Status::OK();
-    if (fresh && o.size == 0) s = Status::Invalid("size: a new pool needs size=SIZE, its data capacity");
+    if (fresh && has_data) {
+      s = Status::Corruption(o.dir + "/data exists but its metadata superblock " + o.dir +
+                             "/metadata does not: run `thinsim check " + o.dir +
+                             "` and `thinsim repair " + o.dir + "`");
+    }
+    if (s.ok() && fresh && o.size == 0) s = Status::Invalid("size: a new pool needs size=SIZE, its data capacity");
     if (s.ok()) s = OpenDir(o, lock_fd, out);
     if (!s.ok()) {
       out->reset();

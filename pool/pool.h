@@ -41,6 +41,7 @@
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include "pool/status.h"
@@ -345,6 +346,9 @@ class Pool {
   bool dirty_pool_ = false;
   // Blocks freed in this transaction: reusable once it has committed.
   std::vector<dblock_t> freed_in_txn_;
+  // Blocks allocated by requests that have not installed them yet: a
+  // commit records them as free, since no committed mapping uses them.
+  std::unordered_set<dblock_t> in_flight_;
   std::string read_only_reason_;
 
   std::mutex committer_mu_;

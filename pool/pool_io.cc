@@ -162,6 +162,7 @@ Status Pool::AllocateBlocks(std::unique_lock<std::shared_mutex>& lock, const Vol
     st.reserved_delta = StepReservedDeltaLocked(v, st);
     reserved_ += st.reserved_delta;
     st.fresh = space_map_->Allocate();
+    if (journal_) in_flight_.insert(st.fresh);
   }
   LeaveOutOfSpaceIfRoomLocked();
   CheckLowWaterLocked();
@@ -190,6 +191,10 @@ void Pool::InstallLocked(Volume& v, const std::vector<Step>& steps) {
     if (st.kind != Step::kInPlace) {
       reserved_ -= st.reserved_delta;  // counted at allocation; the change below makes it
       MapFreshLocked(v, st.vb, st.fresh, st.provision || st.old_provisioned);
+      if (journal_) {
+        in_flight_.erase(st.fresh);
+        space_map_->MarkChanged(st.fresh);  // its count goes in the next commit
+      }
       continue;
     }
     MappingTable::Entry e = v.map->Lookup(st.vb);
@@ -273,6 +278,7 @@ Status Pool::ApplyRange(Volume& v, uint64_t len, uint64_t offset, Intent intent,
     for (const Step& st : steps) {
       if (!st.needs_block()) continue;
       reserved_ -= st.reserved_delta;
+      in_flight_.erase(st.fresh);
       space_map_->Dec(st.fresh);
     }
     RecycleLocked();

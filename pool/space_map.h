@@ -64,6 +64,9 @@ class SpaceMap {
   // count changes is remembered until TakeChanged().
   void set_track_changes(bool on) { track_changes_ = on; }
   std::vector<dblock_t> TakeChanged();
+  // Records a change of b's state that its count does not show (a block
+  // allocated earlier becomes mapped).
+  void MarkChanged(dblock_t b) { NoteChange(b); }
 
   // Sets the count of a free block when rebuilding from mappings.
   // REQUIRES: RefCount(b) == 0 and the block is not released.
