@@ -331,6 +331,12 @@ Status Pool::ResizeVolume(std::string_view name, uint64_t size) {
                                        nullptr, /*fast=*/false, /*gated=*/false));
   }
   std::unique_lock lock(meta_mu_);
+  if (volumes_.count(v->id) == 0) return Status::NotFound("no volume named '" + std::string(name) + "'");
+  // A connection may have opened while the metadata lock was free.
+  if (size < old_size && v->connections > 0) {
+    return Status::Busy("cannot shrink volume '" + v->name + "' while it has " +
+                        std::to_string(v->connections) + " open connection(s)");
+  }
   const vblock_t new_blocks = BlocksFor(size, block_size_);
   const bool all = GuaranteeOfLocked(*v).all;
   const int64_t added = static_cast<int64_t>(new_blocks) - static_cast<int64_t>(v->map->nr_vblocks());
