@@ -49,6 +49,7 @@ void Chunk::Clear(uint32_t i) {
   std::memmove(&dblocks_[rank], &dblocks_[rank + 1], (n - rank - 1) * sizeof(dblock_t));
   mapped_ &= ~(uint64_t{1} << i);
   provisioned_ &= ~(uint64_t{1} << i);
+  SetSole(i, false);
 }
 
 std::unique_ptr<Chunk> Chunk::Copy() const {
@@ -83,6 +84,7 @@ MappingTable::Entry MappingTable::Lookup(vblock_t vb) const {
     e.dblock = c->dblock(i);
     e.provisioned = c->provisioned(i);
     e.chunk_shared = c->refs() > 1;
+    e.exclusive = !e.chunk_shared && c->sole(i);
   }
   return e;
 }
@@ -105,7 +107,8 @@ Chunk& MappingTable::MutableChunk(vblock_t vb, SpaceMap* sm) {
   } else if (slot->refs() > 1) {
     std::unique_ptr<Chunk> copy = slot->Copy();
     copy->ForEach([sm](uint32_t, dblock_t b, bool) { sm->Inc(b); });
-    slot->Unref();  // others still hold it
+    slot->ClearAllSole();  // its blocks are in two chunk objects now
+    slot->Unref();         // others still hold it
     slot = copy.release();
   }
   return *slot;

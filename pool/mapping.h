@@ -24,6 +24,7 @@
 #ifndef THINSIM_POOL_MAPPING_H_
 #define THINSIM_POOL_MAPPING_H_
 
+#include <atomic>
 #include <bit>
 #include <cstddef>
 #include <cstdint>
@@ -69,10 +70,28 @@ class Chunk {
     }
   }
 
-  uint32_t refs() const { return refs_; }
-  void Ref() { ++refs_; }
+  // Holders (tables) of this chunk. Atomic: a reader of one holder may look
+  // while a snapshot or another holder changes it (under the pool lock).
+  uint32_t refs() const { return refs_.load(std::memory_order_acquire); }
+  void Ref() { refs_.fetch_add(1, std::memory_order_acq_rel); }
   // Returns true when this was the last reference; the caller deletes.
-  bool Unref() { return --refs_ == 0; }
+  bool Unref() { return refs_.fetch_sub(1, std::memory_order_acq_rel) == 1; }
+
+  // Whether entry i's dblock is mapped by no other chunk object (its
+  // reference count is 1). With refs() == 1 that makes the block exclusive
+  // to the one volume holding this chunk, so a write may go in place without
+  // consulting the space map. Kept exactly by the pool on every count change;
+  // atomic because other volumes' operations update it while this chunk's
+  // readers look.
+  bool sole(uint32_t i) const { return (sole_.load(std::memory_order_acquire) >> i) & 1; }
+  void SetSole(uint32_t i, bool sole) {
+    if (sole) {
+      sole_.fetch_or(uint64_t{1} << i, std::memory_order_acq_rel);
+    } else {
+      sole_.fetch_and(~(uint64_t{1} << i), std::memory_order_acq_rel);
+    }
+  }
+  void ClearAllSole() { sole_.store(0, std::memory_order_release); }
 
   // A private copy with refs() == 1. Does not touch dblock counts.
   std::unique_ptr<Chunk> Copy() const;
@@ -86,7 +105,8 @@ class Chunk {
 
   uint64_t mapped_ = 0;
   uint64_t provisioned_ = 0;
-  uint32_t refs_ = 1;
+  std::atomic<uint32_t> refs_{1};
+  std::atomic<uint64_t> sole_{0};
   uint32_t capacity_ = 0;
   std::unique_ptr<dblock_t[]> dblocks_;
 };
@@ -105,6 +125,7 @@ class MappingTable {
     dblock_t dblock = kNoDblock;  // kNoDblock: unmapped
     bool provisioned = false;
     bool chunk_shared = false;    // the chunk is also another table's
+    bool exclusive = false;       // no other volume owns the block
   };
   Entry Lookup(vblock_t vb) const;
 
@@ -112,8 +133,8 @@ class MappingTable {
   std::unique_ptr<MappingTable> Clone() const;
 
   // The chunk holding vb, private to this table: a shared chunk is copied
-  // first (each dblock it maps gets one more reference in `sm`), an absent
-  // one is created.
+  // first (each dblock it maps gets one more reference in `sm`, so no entry
+  // of either copy is sole any more), an absent one is created.
   Chunk& MutableChunk(vblock_t vb, SpaceMap* sm);
 
   // Raw access to chunk slots for whole-table walks (delete, counters).
@@ -125,6 +146,9 @@ class MappingTable {
   // Makes slot `index` share `c` (one more reference). REQUIRES: the slot
   // is empty. Used when loading metadata.
   void ShareChunk(size_t index, Chunk* c);
+  // Sets the sole mark of vb's entry in whatever chunk holds it (shared or
+  // not: the mark describes the chunk object). REQUIRES: vb is mapped.
+  void SetSole(vblock_t vb, bool sole) { chunks_[vb >> kChunkShift]->SetSole(vb & (kChunkSize - 1), sole); }
   // Deletes a chunk slot's chunk if it maps nothing, to save memory.
   void DropIfEmpty(vblock_t vb);
 

@@ -171,6 +171,7 @@ Status Pool::OpenDir(const PoolOptions& options, int lock_fd, std::unique_ptr<Po
       // anything may change.
       p.read_only_reason_ = "pool metadata needs repair (" + check.damage.front().what +
                             "); run `thinsim repair " + o.dir + "`";
+      p.changes_refused_ = true;
       p.mode_ = PoolMode::kReadOnly;
     }
   }
@@ -228,6 +229,9 @@ Status Pool::LoadImageLocked(const metadata::Image& image) {
       }
     });
   }
+  for (const auto& [chunk_image, c] : chunks) {
+    c->ForEach([&](uint32_t i, dblock_t b, bool) { c->SetSole(i, space_map_->RefCount(b) == 1); });
+  }
   RebuildCountersLocked();
   return Status::OK();
 }
@@ -244,9 +248,8 @@ void Pool::RebuildCountersLocked() {
       c->ForEach([&](uint32_t i, dblock_t b, bool prov) {
         ++v->nr_mapped;
         if (prov) ++v->nr_provisioned;
-        if (c->refs() == 1 && space_map_->RefCount(b) == 1) ++v->nr_exclusive;
+        if (c->refs() == 1 && c->sole(i)) ++v->nr_exclusive;
         guarantors_[b] += g.Covers(prov);
-        (void)i;
       });
     }
   }
@@ -356,6 +359,7 @@ Status Pool::CommitLocked() {
     // changing anything (dm-thin's fail mode).
     read_only_reason_ = "metadata commit failed: " + s.message();
     SetModeLocked(PoolMode::kFail);
+    changes_refused_ = true;
     return s;
   }
   txn_records_.clear();

@@ -255,7 +255,11 @@ Status Pool::DeleteVolume(std::string_view name) {
     return Status::Busy("volume '" + v->name + "' has " + std::to_string(v->connections) +
                         " open connection(s)");
   }
-  ReleaseVolumeLocked(*v);
+  {
+    std::unique_lock vlock(v->map_mu);
+    ReleaseVolumeLocked(*v);
+    v->deleted = true;
+  }
   NoteDeleteLocked(v->id);
   // Its snapshots no longer have an origin.
   for (auto& [id, w] : volumes_) {
@@ -338,6 +342,7 @@ Status Pool::ResizeVolume(std::string_view name, uint64_t size) {
                         std::to_string(v->connections) + " open connection(s)");
   }
   const vblock_t new_blocks = BlocksFor(size, block_size_);
+  std::unique_lock vlock(v->map_mu);
   const bool all = GuaranteeOfLocked(*v).all;
   const int64_t added = static_cast<int64_t>(new_blocks) - static_cast<int64_t>(v->map->nr_vblocks());
   if (all) THINSIM_RETURN_IF_ERROR(AdmitLocked(added, "growing '" + v->name + "'"));
@@ -480,6 +485,7 @@ void Pool::MapFreshLocked(Volume& v, vblock_t vb, dblock_t b, bool provisioned) 
   if (g.all) --reserved_;  // the vblock is no longer an unmapped guaranteed one
   Chunk& c = v.map->MutableChunk(vb, space_map_.get());
   c.Set(vb & (kChunkSize - 1), b, provisioned);
+  c.SetSole(vb & (kChunkSize - 1), true);  // a fresh block: count 1
   NoteChunkLocked(v, vb);
   ++v.nr_mapped;
   ++v.nr_exclusive;
@@ -498,7 +504,7 @@ void Pool::UnmapLocked(Volume& v, vblock_t vb) {
   gb -= gv;
   if (g.all) ++reserved_;  // an unmapped guaranteed vblock needs one block
   Chunk& c = v.map->MutableChunk(vb, space_map_.get());  // now private: refs 1
-  bool was_exclusive = space_map_->RefCount(e.dblock) == 1;
+  bool was_exclusive = c.sole(vb & (kChunkSize - 1));  // c is private now
   c.Clear(vb & (kChunkSize - 1));
   NoteChunkLocked(v, vb);
   --v.nr_mapped;
@@ -529,6 +535,7 @@ void Pool::DropBlockRefLocked(uint64_t family, vblock_t vb, dblock_t b) {
     MappingTable::Entry e = w->map->Lookup(vb);
     if (e.dblock != b) continue;
     // The one chunk left that maps b: its holders are b's owners.
+    w->map->SetSole(vb, true);
     if (!e.chunk_shared) ++w->nr_exclusive;
     return;
   }
@@ -614,6 +621,14 @@ Status Pool::TEST_CheckCounters() const {
         owners[b] += c->refs();
         ++chunk_refs[b];
       });
+      std::string bad;
+      c->ForEach([&](uint32_t i, dblock_t b, bool) {
+        if (c->sole(i) != (space_map_->RefCount(b) == 1) && bad.empty()) {
+          bad = "dblock " + std::to_string(b) + " (count " + std::to_string(space_map_->RefCount(b)) +
+                ") has its sole mark " + (c->sole(i) ? "set" : "clear");
+        }
+      });
+      if (!bad.empty()) return Status::Corruption(bad);
     }
   }
   for (const auto& [b, n] : chunk_refs) {

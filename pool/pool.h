@@ -17,6 +17,9 @@
 // synchronisation. Locking (docs/concurrency.md):
 //   - meta_mu_ (shared_mutex) guards the volume table, every mapping, the
 //     space map and the counters. Held briefly: no data is copied under it.
+//     Reads and overwrites of exclusive blocks do not take it: they look up
+//     their volume's mapping under that volume's map_mu (shared), which
+//     every mapping change of the volume also takes (exclusively).
 //   - each volume's RangeLock serialises overlapping data requests over
 //     whole vblocks: reads share, writes, zeroes, trims and provisions are
 //     exclusive.
@@ -24,10 +27,12 @@
 //     that changes the volume's data or mapping, and exclusively by snapshot,
 //     resize and delete of that volume, so a snapshot is a point-in-time
 //     image. Reads do not take it: they never wait for a snapshot.
-// Lock order: io_gate (several: by volume id) -> RangeLock -> meta_mu_.
+// Lock order: io_gate (several: by volume id) -> RangeLock -> meta_mu_ ->
+// a volume's map_mu.
 #ifndef THINSIM_POOL_POOL_H_
 #define THINSIM_POOL_POOL_H_
 
+#include <atomic>
 #include <condition_variable>
 #include <mutex>
 #include <set>
@@ -261,6 +266,7 @@ class Pool {
   // `gated`: take the volume's io_gate (false when the caller holds it).
   Status ApplyRange(Volume& v, uint64_t len, uint64_t offset, Intent intent, const uint8_t* src,
                     bool fast, bool gated = true);
+  // REQUIRES: v.map_mu held (shared is enough).
   void PlanLocked(const Volume& v, vblock_t vb, uint32_t off, uint32_t len, Intent intent,
                   const uint8_t* src, std::vector<Step>* steps) const;
   Status AllocateBlocks(std::unique_lock<std::shared_mutex>& lock, const Volume& v,
@@ -350,6 +356,9 @@ class Pool {
   // commit records them as free, since no committed mapping uses them.
   std::unordered_set<dblock_t> in_flight_;
   std::string read_only_reason_;
+  // Whether read_only_reason_ is set or the pool failed: read without the
+  // metadata lock by the write path.
+  std::atomic<bool> changes_refused_{false};
 
   std::mutex committer_mu_;
   std::condition_variable committer_cv_;

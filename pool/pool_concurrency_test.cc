@@ -477,14 +477,14 @@ Status RaceWithDelete(const std::function<Status(Pool*)>& op, uint64_t* used_aft
 
   x->io_gate.lock_shared();  // as an in-flight request would
   auto deleter = std::async(std::launch::async, [&] { return pool->DeleteVolume("x"); });
-  std::this_thread::sleep_for(50ms);  // DeleteVolume waits for the gate
+  std::this_thread::sleep_for(200ms);  // DeleteVolume waits for the gate
   Bytes data(6 * kBS, 1);              // free 10 -> 4, below 50%: LOW_WATER
   auto writer = std::async(std::launch::async, [&] { return pool->Write(*y, data.data(), data.size(), 0); });
   entered.get_future().wait();         // the metadata lock is held
   x->io_gate.unlock_shared();
-  std::this_thread::sleep_for(50ms);  // DeleteVolume has the gate, waits for the metadata lock
+  std::this_thread::sleep_for(200ms);  // DeleteVolume has the gate, waits for the metadata lock
   auto racer = std::async(std::launch::async, [&] { return op(pool.get()); });
-  std::this_thread::sleep_for(50ms);  // op's lookup waits for the metadata lock
+  std::this_thread::sleep_for(200ms);  // op's lookup waits for the metadata lock
   release.set_value();
   Status deleted = deleter.get();
   Status written = writer.get();

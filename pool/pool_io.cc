@@ -57,7 +57,7 @@ void Pool::PlanLocked(const Volume& v, vblock_t vb, uint32_t off, uint32_t len, 
                       const uint8_t* src, std::vector<Step>* steps) const {
   MappingTable::Entry e = v.map->Lookup(vb);
   bool mapped = e.dblock != kNoDblock;
-  bool exclusive = mapped && !e.chunk_shared && space_map_->RefCount(e.dblock) == 1;
+  bool exclusive = e.exclusive;
   bool full = off == 0 && len == block_size_;
 
   Step st{};
@@ -238,13 +238,18 @@ Status Pool::ApplyRange(Volume& v, uint64_t len, uint64_t offset, Intent intent,
   if (gated) gate = std::shared_lock<std::shared_mutex>(v.io_gate);
   ScopedRange range(&v.range_lock, first, last, /*exclusive=*/true);
 
-  std::vector<Step> steps;
-  {
+  if (changes_refused_.load(std::memory_order_acquire)) {
     std::shared_lock lock(meta_mu_);
     THINSIM_RETURN_IF_ERROR(RefuseIfReadOnlyLocked());
+  }
+  std::vector<Step> steps;
+  {
+    // The plan needs only this volume's mapping: no pool-wide lock, so
+    // overwrites of exclusive blocks never touch meta_mu_.
+    std::shared_lock vlock(v.map_mu);
     // Provision() looks the volume up before it takes the io_gate, so
     // DeleteVolume may have removed it meanwhile.
-    if (volumes_.count(v.id) == 0) return Status::NotFound("volume '" + v.name + "' was deleted");
+    if (v.deleted) return Status::NotFound("volume '" + v.name + "' was deleted");
     // kZeroData comes only from ResizeVolume growing a volume: it zeroes the
     // stale tail of the old last block, which lies beyond the old size.
     if (intent != Intent::kZeroData) THINSIM_RETURN_IF_ERROR(CheckRange(v, len, offset));
@@ -273,7 +278,12 @@ Status Pool::ApplyRange(Volume& v, uint64_t len, uint64_t offset, Intent intent,
     THINSIM_RETURN_IF_ERROR(AllocateBlocks(lock, v, &steps));
   }
   Status moved = MoveData(steps);
+  bool installs = has_unmap || std::any_of(steps.begin(), steps.end(), [](const Step& s) {
+                    return s.needs_block() || s.provision;
+                  });
+  if (moved.ok() && !installs) return Status::OK();  // overwrites in place: nothing to record
   std::unique_lock lock(meta_mu_);
+  std::unique_lock vlock(v.map_mu);
   if (!moved.ok()) {
     for (const Step& st : steps) {
       if (!st.needs_block()) continue;
@@ -325,7 +335,7 @@ Status Pool::Read(Volume& v, void* buf, uint64_t len, uint64_t offset) {
   ScopedRange range(&v.range_lock, first, last, /*exclusive=*/false);
   std::vector<dblock_t> blocks;
   {
-    std::shared_lock lock(meta_mu_);
+    std::shared_lock vlock(v.map_mu);  // no pool-wide lock on the read path
     THINSIM_RETURN_IF_ERROR(CheckRange(v, len, offset));
     blocks.reserve(last - first + 1);
     for (vblock_t vb = first; vb <= last; ++vb) blocks.push_back(v.map->Lookup(vb).dblock);
@@ -379,7 +389,7 @@ Status Pool::Extents(Volume& v, uint64_t len, uint64_t offset, std::vector<Exten
     MappingTable::Entry e = v.map->Lookup(vb);
     uint32_t type = Extent::kHole | Extent::kZero;
     if (e.dblock != kNoDblock) {
-      bool shared = e.chunk_shared || space_map_->RefCount(e.dblock) > 1;
+      bool shared = !e.exclusive;
       // A write to a shared block needs a new one: only a reservation
       // guarantees it, else it is reported as a hole (NBD's rule that HOLE
       // clear means "a write here does not fail with ENOSPC").

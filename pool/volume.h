@@ -38,6 +38,10 @@ struct Volume {
   // See Pool's locking comment.
   RangeLock range_lock;
   std::shared_mutex io_gate;
+  // Guards `map` and `size` for readers that do not hold Pool::meta_mu_:
+  // changing either takes meta_mu_ and map_mu exclusively.
+  std::shared_mutex map_mu;
+  bool deleted = false;  // set under meta_mu_ and map_mu
 };
 
 }  // namespace thinsim
