@@ -564,6 +564,7 @@ uint64_t Pool::FreeLocked() const { return space_map_->nr_free() + freed_in_txn_
 void Pool::LeaveOutOfSpaceIfRoomLocked() {
   if (mode_ == PoolMode::kOutOfDataSpace && static_cast<int64_t>(FreeLocked()) > reserved_) {
     SetModeLocked(PoolMode::kWrite);
+    queue_timed_out_ = false;  // queue again from now on
   }
 }
 

@@ -343,6 +343,8 @@ class Pool {
   // Sum of need(b) over blocks plus the unmapped guaranteed vblocks.
   int64_t reserved_ = 0;
   bool low_water_armed_ = true;
+  // A queued write timed out: fail writes at once until there is room.
+  bool queue_timed_out_ = false;
   std::function<void(const PoolEvent&)> event_handler_;
   // The current metadata transaction (persistent pools): records of
   // volume changes in order, chunks changed since, pool attributes changed.

@@ -132,9 +132,13 @@ Status Pool::AllocateBlocks(std::unique_lock<std::shared_mutex>& lock, const Vol
   };
   while (!fits()) {
     SetModeLocked(PoolMode::kOutOfDataSpace);
-    bool can_wait = options_.when_full == WhenFull::kQueue;
+    // After one queued write timed out, the pool errors instead of queueing
+    // until space appears (dm-thin: no_space_timeout switches the pool to
+    // error mode), so a stream of writes does not wait one timeout each.
+    bool can_wait = options_.when_full == WhenFull::kQueue && !queue_timed_out_;
     if (can_wait && options_.abandon_queued_write && options_.abandon_queued_write()) {
-      return Status::IOError("write abandoned while waiting for space: the server is shutting down");
+      return Status::IOError("write abandoned while waiting for space: its client disconnected or "
+                             "the server is shutting down");
     }
     bool forever = options_.no_space_timeout_seconds == 0;
     if (can_wait && (forever || Clock::now() < deadline)) {
@@ -145,6 +149,10 @@ Status Pool::AllocateBlocks(std::unique_lock<std::shared_mutex>& lock, const Vol
       continue;
     }
     if (fits()) break;
+    if (can_wait) {
+      queue_timed_out_ = true;
+      space_freed_.notify_all();  // the other queued writes fail now too
+    }
     uint64_t free = FreeLocked();
     uint64_t unreserved = free > static_cast<uint64_t>(reserved_) ? free - reserved_ : 0;
     return Status::NoSpace("pool out of data space: need " + std::to_string(n) + " block(s), " +

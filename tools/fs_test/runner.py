@@ -246,11 +246,11 @@ def run_one(cfg, scenario, sig, progress):
         verdict, error = "error", "%s: %s" % (type(e).__name__, e)
         log(traceback.format_exc())
     finally:
-        signal.alarm(0)
         sig.cleaning = True
+        signal.alarm(0)
         try:
             pool_end = (None, None)
-            leftovers = ["run not started"]
+            leftovers = []
             if r is not None:
                 try:
                     pool_end = r.pool_end()
