@@ -79,11 +79,17 @@ thinsim_generator() {
 
 # thinsim_configure_build DIR [cmake args...]
 # Configure the repository into DIR (relative to the repo root unless
-# absolute) and build it with one job per core.
+# absolute) and build it with one job per core: everything, or only the
+# targets named in $THINSIM_TARGETS (space-separated).
 thinsim_configure_build() {
-  local dir="$1"
+  local dir="$1" targets=()
   shift
   [[ "$dir" == /* ]] || dir="$THINSIM_ROOT/$dir"
   cmake -S "$THINSIM_ROOT" -B "$dir" -G "$(thinsim_generator "$dir")" "$@" || return
-  cmake --build "$dir" -j "$(nproc)" || return
+  read -r -a targets <<<"${THINSIM_TARGETS:-}"
+  if ((${#targets[@]})); then
+    cmake --build "$dir" -j "$(nproc)" --target "${targets[@]}" || return
+  else
+    cmake --build "$dir" -j "$(nproc)" || return
+  fi
 }
