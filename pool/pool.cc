@@ -497,11 +497,13 @@ void Pool::UnmapLocked(Volume& v, vblock_t vb) {
   if (e.dblock == kNoDblock) return;
   // v stops owning the block (and guaranteeing it, if it did).
   Guarantee g = GuaranteeOfLocked(v);
-  uint32_t owners = OwnersLocked(v.family, vb, e.dblock, nullptr);
   uint32_t gv = g.Covers(e.provisioned);
   uint32_t& gb = guarantors_[e.dblock];
-  reserved_ += Need(owners - 1, gb - gv) - Need(owners, gb);
-  gb -= gv;
+  if (gb > 0) {  // else need(b) is 0 before and after: skip the owner count
+    uint32_t owners = OwnersLocked(v.family, vb, e.dblock, nullptr);
+    reserved_ += Need(owners - 1, gb - gv) - Need(owners, gb);
+    gb -= gv;
+  }
   if (g.all) ++reserved_;  // an unmapped guaranteed vblock needs one block
   Chunk& c = v.map->MutableChunk(vb, space_map_.get());  // now private: refs 1
   bool was_exclusive = c.sole(vb & (kChunkSize - 1));  // c is private now

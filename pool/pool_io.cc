@@ -106,8 +106,9 @@ void Pool::PlanLocked(const Volume& v, vblock_t vb, uint32_t off, uint32_t len, 
 int64_t Pool::StepReservedDeltaLocked(const Volume& v, const Step& st) const {
   Guarantee g = GuaranteeOfLocked(v);
   if (st.kind == Step::kFresh) return g.all ? -1 : 0;
-  uint32_t owners = OwnersLocked(v.family, st.vb, st.old, nullptr);
   uint32_t gb = guarantors_[st.old];
+  if (gb == 0) return 0;  // nobody guarantees it: need(b) is 0 before and after
+  uint32_t owners = OwnersLocked(v.family, st.vb, st.old, nullptr);
   uint32_t gv = g.Covers(st.old_provisioned);
   return Need(owners - 1, gb - gv) - Need(owners, gb);
 }
