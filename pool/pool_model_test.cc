@@ -41,11 +41,20 @@
 // all extents; the pool mode aside) must equal the state captured before it,
 // and the model must be unchanged.
 //
-// Reproduce one seed with THINSIM_MODEL_SEED=N (runs only that seed);
+// Two suites: in-memory pools (seeds 1-20) and pools in a temporary
+// directory (seeds 101-105), which add commits, flushes and reopens (every
+// connection closes, the pool is opened again and must match the model,
+// pins and reservations included).
+//
+// Each seed prints its number and a summary of outcomes; each suite prints
+// its outcomes by operation, so that a change of the generator that stops
+// reaching some refusal is noticed. Reproduce one seed with
+// THINSIM_MODEL_SEED=N (each suite runs only that seed);
 // THINSIM_MODEL_STEPS=N changes the number of steps per seed.
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 #include <map>
 #include <memory>
 #include <optional>
@@ -296,27 +305,41 @@ class PoolModelTest : public ::testing::TestWithParam<uint32_t> {
     bool writable;
   };
 
-  void Init(uint32_t seed) {
+  // `persistent`: the pool lives in a directory (journal, blocks freed in a
+  // transaction reusable only after a commit, reopen).
+  void Init(uint32_t seed, bool persistent) {
     rng_.seed(seed);
     model_.total = 32 + R(65);  // 32-96 blocks: refusals are frequent
     max_total_ = model_.total + 24;
     default_strategy_ = kStrategies[R(4)];
-    PoolOptions o;
-    o.block_size = kBS;
-    o.size = model_.total * kBS;
-    o.default_strategy = default_strategy_;
-    Status s = Pool::Open(o, &pool_);
+    options_.block_size = kBS;
+    options_.size = model_.total * kBS;
+    options_.default_strategy = default_strategy_;
+    if (persistent) {
+      const char* tmp = std::getenv("TMPDIR");
+      std::string tmpl = std::string(tmp != nullptr && *tmp != '\0' ? tmp : "/tmp") +
+                         "/thinsim-model-XXXXXX";
+      ASSERT_NE(mkdtemp(tmpl.data()), nullptr);
+      dir_ = tmpl;
+      options_.dir = dir_ + "/pool";
+    }
+    Status s = Pool::Open(options_, &pool_);
     ASSERT_TRUE(s.ok()) << s.ToString();
   }
 
-  void TearDown() override {
+  void CloseHeld() {
     if (pool_) {
       for (auto& [name, hs] : held_) {
         for (Held& h : hs) pool_->CloseVolume(h.v, h.writable);
       }
     }
     held_.clear();
+  }
+
+  void TearDown() override {
+    CloseHeld();
     pool_.reset();
+    if (!dir_.empty()) std::filesystem::remove_all(dir_);
   }
 
   uint64_t R(uint64_t n) { return n == 0 ? 0 : rng_() % n; }
@@ -860,6 +883,36 @@ class PoolModelTest : public ::testing::TestWithParam<uint32_t> {
     model_.total = total;
   }
 
+  void CommitOrFlush() {
+    const bool flush = Chance(50);
+    desc_ = flush ? "flush" : "commit";
+    kind_ = desc_;
+    ASSERT_NO_FATAL_FAILURE(ExpectStatus(flush ? pool_->Flush() : pool_->Commit(), ErrorCode::kOk));
+  }
+
+  // Closes every connection (the server stops), then opens the pool again
+  // from its directory: strategies, pins, mappings, data and every
+  // reservation must come back.
+  void Reopen() {
+    desc_ = "reopen";
+    kind_ = "reopen";
+    for (const auto& [name, hs] : held_) {
+      MVol& mv = model_.vols.at(name);
+      for (const Held& h : hs) {
+        --mv.conns;
+        if (h.writable) --mv.wconns;
+      }
+    }
+    CloseHeld();
+    pool_.reset();
+    PoolOptions o = options_;
+    o.size = 0;  // reopen at its size
+    Status s = Pool::Open(o, &pool_);
+    ASSERT_TRUE(s.ok()) << s.ToString();
+    ++outcomes_[ErrorCode::kOk];
+    ++coverage_["reopen OK"];
+  }
+
   void BusyCheck() {
     std::string name = PickVolume();
     desc_ = "busy check " + name;
@@ -1003,10 +1056,14 @@ class PoolModelTest : public ::testing::TestWithParam<uint32_t> {
     if (r < 85) return model_.vols.size() > 1 ? Delete() : DataOp(Op::kTrim);
     if (r < 91) return Resize();
     if (r < 92) return model_.total < max_total_ ? GrowPool() : DataOp(Op::kWrite);
-    if (r < 97) return model_.vols.size() < kMaxVolumes ? Create() : Delete();
-    return BusyCheck();
+    if (r < 96) return model_.vols.size() < kMaxVolumes ? Create() : Delete();
+    if (r < 98) return BusyCheck();
+    if (!options_.dir.empty() && Chance(40)) return Reopen();
+    return CommitOrFlush();
   }
 
+  PoolOptions options_;
+  std::string dir_;  // persistent pools: a temporary directory
   std::unique_ptr<Pool> pool_;
   Model model_;
   std::map<std::string, Bytes> data_;  // the model's bytes of each volume
@@ -1029,23 +1086,36 @@ class PoolModelTest : public ::testing::TestWithParam<uint32_t> {
   // change of the generator that stops reaching some refusal is noticed.
   static inline std::map<std::string, int> coverage_;
   static void TearDownTestSuite() {
-    std::string line = "outcomes over all seeds:";
+    std::string line = "outcomes over all seeds of this suite:";
     int n = 0;
     for (const auto& [what, count] : coverage_) {
       line += (n++ % 6 == 0 ? "\n  " : "; ") + what + "=" + std::to_string(count);
     }
     std::printf("%s\n", line.c_str());
+    coverage_.clear();
   }
+
+  void Run(bool persistent);
 };
 
-TEST_P(PoolModelTest, RandomOperationsMatchModel) {
+// In-memory pools.
+TEST_P(PoolModelTest, RandomOperationsMatchModel) { Run(/*persistent=*/false); }
+INSTANTIATE_TEST_SUITE_P(Seeds, PoolModelTest, ::testing::Range<uint32_t>(1, 21));
+
+// Pools in a directory, with commits, flushes and reopens.
+class PoolModelPersistentTest : public PoolModelTest {};
+TEST_P(PoolModelPersistentTest, RandomOperationsMatchModel) { Run(/*persistent=*/true); }
+INSTANTIATE_TEST_SUITE_P(Seeds, PoolModelPersistentTest, ::testing::Range<uint32_t>(101, 106));
+
+void PoolModelTest::Run(bool persistent) {
+  const uint32_t first_seed = persistent ? 101 : 1;
   const char* env_seed = std::getenv("THINSIM_MODEL_SEED");
   const bool one_seed = env_seed != nullptr && *env_seed != '\0';
-  if (one_seed && GetParam() != 1) GTEST_SKIP();  // THINSIM_MODEL_SEED runs one seed
+  if (one_seed && GetParam() != first_seed) GTEST_SKIP();  // THINSIM_MODEL_SEED runs one seed
   const uint32_t seed = static_cast<uint32_t>(EnvOr("THINSIM_MODEL_SEED", GetParam()));
   const uint64_t steps = EnvOr("THINSIM_MODEL_STEPS", 400);
-  std::printf("seed %u (THINSIM_MODEL_SEED=%u)\n", seed, seed);
-  ASSERT_NO_FATAL_FAILURE(Init(seed));
+  std::printf("seed %u (THINSIM_MODEL_SEED=%u)%s\n", seed, seed, persistent ? ", persistent pool" : "");
+  ASSERT_NO_FATAL_FAILURE(Init(seed, persistent));
   ASSERT_NO_FATAL_FAILURE(CompareAll());
   std::vector<std::string> history;
   for (uint64_t step = 0; step < steps; ++step) {
@@ -1060,7 +1130,8 @@ TEST_P(PoolModelTest, RandomOperationsMatchModel) {
       std::ostringstream log;
       size_t from = history.size() > 16 ? history.size() - 16 : 0;
       for (size_t i = from; i < history.size(); ++i) log << "\n  " << i << ": " << history[i];
-      FAIL() << "seed " << seed << " (THINSIM_MODEL_SEED=" << seed << "), step " << step
+      FAIL() << (persistent ? "persistent pool, " : "") << "seed " << seed
+             << " (THINSIM_MODEL_SEED=" << seed << "), step " << step
              << ": " << desc_ << "\npool " << model_.total << " blocks, default strategy "
              << StrategyName(default_strategy_) << "\nlast operations:" << log.str();
     }
@@ -1077,8 +1148,6 @@ TEST_P(PoolModelTest, RandomOperationsMatchModel) {
   std::printf("%s\n", summary.str().c_str());
   EXPECT_EQ(guaranteed_failures_, 0u);
 }
-
-INSTANTIATE_TEST_SUITE_P(Seeds, PoolModelTest, ::testing::Range<uint32_t>(1, 21));
 
 }  // namespace
 }  // namespace thinsim
