@@ -192,13 +192,15 @@ void* thinsim_open(int readonly) {
   Guard([&] {
     std::string name = nbdkit_export_name();
     if (name.empty()) name = pool->DefaultVolumeName();
-    thinsim::VolumeInfo info;
-    Status s = pool->QueryVolume(name, &info);
-    if (!s.ok()) return Fail(s);
     // Damaged metadata is served read-only until repaired.
-    bool writable = !readonly && !info.read_only && pool->read_only_reason().empty();
+    bool writable = !readonly && pool->read_only_reason().empty();
     std::shared_ptr<thinsim::Volume> volume;
-    s = pool->OpenVolume(name, writable, &volume);
+    Status s = pool->OpenVolume(name, writable, &volume);
+    if (s.code() == thinsim::ErrorCode::kReadOnly) {
+      // A read-only snapshot: served as a read-only export.
+      writable = false;
+      s = pool->OpenVolume(name, writable, &volume);
+    }
     if (!s.ok()) return Fail(s);
     h = new Handle{std::move(volume), writable};
     return 0;
