@@ -3,27 +3,39 @@
 namespace thinsim {
 
 bool RangeLock::Conflicts(const Range& r) const {
-  for (const Range& h : held_) {
-    bool overlap = h.first <= r.last && r.first <= h.last;
-    if (overlap && (h.exclusive || r.exclusive)) return true;
+  for (const Range* h = held_; h != nullptr; h = h->next) {
+    bool overlap = h->first <= r.last && r.first <= h->last;
+    if (overlap && (h->exclusive || r.exclusive)) return true;
   }
   return false;
 }
 
-RangeLock::Handle RangeLock::Lock(vblock_t first, vblock_t last, bool exclusive) {
-  Range r{first, last, exclusive};
+void RangeLock::Lock(Range* r) {
   std::unique_lock<std::mutex> lock(mu_);
-  released_.wait(lock, [&] { return !Conflicts(r); });
-  held_.push_front(r);
-  return held_.begin();
+  if (Conflicts(*r)) {
+    ++waiters_;
+    released_.wait(lock, [&] { return !Conflicts(*r); });
+    --waiters_;
+  }
+  r->prev = nullptr;
+  r->next = held_;
+  if (held_ != nullptr) held_->prev = r;
+  held_ = r;
 }
 
-void RangeLock::Unlock(Handle h) {
+void RangeLock::Unlock(Range* r) {
+  bool wake;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    held_.erase(h);
+    if (r->prev != nullptr) {
+      r->prev->next = r->next;
+    } else {
+      held_ = r->next;
+    }
+    if (r->next != nullptr) r->next->prev = r->prev;
+    wake = waiters_ > 0;
   }
-  released_.notify_all();
+  if (wake) released_.notify_all();
 }
 
 }  // namespace thinsim

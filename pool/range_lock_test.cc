@@ -2,6 +2,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <deque>
 #include <future>
 #include <random>
 #include <thread>
@@ -45,13 +46,14 @@ TEST(RangeLockTest, ExclusiveExcludesOverlap) {
   for (auto [first, last] : {std::pair<vblock_t, vblock_t>{5, 15}, {9, 9}, {0, 100}, {0, 0}}) {
     SCOPED_TRACE(first);
     RangeLock lock;
-    auto h = lock.Lock(0, 9, /*exclusive=*/true);
+    RangeLock::Range h(0, 9, /*exclusive=*/true);
+    lock.Lock(&h);
     Locker writer(&lock, first, last, true);
     Locker reader(&lock, first, last, false);
     std::this_thread::sleep_for(kSettle);
     EXPECT_FALSE(writer.acquired);
     EXPECT_FALSE(reader.acquired);
-    lock.Unlock(h);
+    lock.Unlock(&h);
     // One of them gets it at once; the other after the first lets go.
     auto deadline = std::chrono::steady_clock::now() + 5s;
     while (!writer.acquired && !reader.acquired && std::chrono::steady_clock::now() < deadline) {
@@ -67,27 +69,31 @@ TEST(RangeLockTest, ExclusiveExcludesOverlap) {
 
 TEST(RangeLockTest, SharedExcludesExclusive) {
   RangeLock lock;
-  auto h = lock.Lock(10, 20, /*exclusive=*/false);
+  RangeLock::Range h(10, 20, /*exclusive=*/false);
+  lock.Lock(&h);
   Locker writer(&lock, 20, 30, true);
   std::this_thread::sleep_for(kSettle);
   EXPECT_FALSE(writer.acquired);
-  lock.Unlock(h);
+  lock.Unlock(&h);
   EXPECT_TRUE(writer.WaitAcquired(5s));
 }
 
 TEST(RangeLockTest, SharedReadersCoexist) {
   RangeLock lock;
-  auto h1 = lock.Lock(0, 10, false);
-  auto h2 = lock.Lock(5, 15, false);  // would deadlock the test if readers excluded each other
+  RangeLock::Range h1(0, 10, false);
+  lock.Lock(&h1);
+  RangeLock::Range h2(5, 15, false);
+  lock.Lock(&h2);  // would deadlock the test if readers excluded each other
   Locker reader(&lock, 0, 100, false);
   EXPECT_TRUE(reader.WaitAcquired(5s));
-  lock.Unlock(h1);
-  lock.Unlock(h2);
+  lock.Unlock(&h1);
+  lock.Unlock(&h2);
 }
 
 TEST(RangeLockTest, NonOverlappingExclusivesRunConcurrently) {
   RangeLock lock;
-  auto h = lock.Lock(0, 9, true);
+  RangeLock::Range h(0, 9, true);
+  lock.Lock(&h);
   Locker right(&lock, 10, 19, true);
   Locker far(&lock, 1000, 1000000, true);
   EXPECT_TRUE(right.WaitAcquired(5s));
@@ -96,7 +102,7 @@ TEST(RangeLockTest, NonOverlappingExclusivesRunConcurrently) {
   Locker blocked(&lock, 9, 10, false);
   std::this_thread::sleep_for(kSettle);
   EXPECT_FALSE(blocked.acquired);
-  lock.Unlock(h);
+  lock.Unlock(&h);
   std::this_thread::sleep_for(kSettle);
   EXPECT_FALSE(blocked.acquired);  // [10,19] is still held
   right.release = true;
@@ -105,11 +111,12 @@ TEST(RangeLockTest, NonOverlappingExclusivesRunConcurrently) {
 
 TEST(RangeLockTest, UnlockInAnyOrder) {
   RangeLock lock;
-  std::vector<RangeLock::Handle> handles;
-  for (vblock_t i = 0; i < 10; ++i) handles.push_back(lock.Lock(i * 2, i * 2 + 1, true));
-  for (size_t i : {3, 0, 9, 5, 1, 2, 8, 7, 4, 6}) lock.Unlock(handles[i]);
-  auto h = lock.Lock(0, 100, true);  // everything was released
-  lock.Unlock(h);
+  std::deque<RangeLock::Range> ranges;  // stable addresses
+  for (vblock_t i = 0; i < 10; ++i) lock.Lock(&ranges.emplace_back(i * 2, i * 2 + 1, true));
+  for (size_t i : {3, 0, 9, 5, 1, 2, 8, 7, 4, 6}) lock.Unlock(&ranges[i]);
+  RangeLock::Range h(0, 100, true);
+  lock.Lock(&h);  // everything was released
+  lock.Unlock(&h);
 }
 
 // Stress: exclusive holders of overlapping ranges never overlap in time.
