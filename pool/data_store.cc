@@ -41,10 +41,10 @@ class MemoryStore final : public DataStore {
     std::memcpy(At(to), At(from), block_size());
     return Status::OK();
   }
-  Status Discard(dblock_t b) override {
+  Status Discard(dblock_t first, uint64_t count) override {
     // MADV_DONTNEED on private anonymous memory frees the pages and makes
     // them read as zero. block_size is a multiple of the page size.
-    if (madvise(At(b), block_size(), MADV_DONTNEED) != 0) {
+    if (madvise(At(first), count * block_size(), MADV_DONTNEED) != 0) {
       return Status::IOError(ErrnoText("madvise"));
     }
     return Status::OK();
@@ -95,11 +95,13 @@ class FileStore final : public DataStore {
     THINSIM_RETURN_IF_ERROR(Read(from, 0, buf.data(), block_size()));
     return Write(to, 0, buf.data(), block_size());
   }
-  Status Discard(dblock_t b) override {
-    if (fallocate(fd_, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, Pos(b), block_size()) == 0) {
+  Status Discard(dblock_t first, uint64_t count) override {
+    if (fallocate(fd_, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, Pos(first),
+                  static_cast<off_t>(count * block_size())) == 0) {
       return Status::OK();
     }
-    return Zero(b, 0, block_size());
+    for (uint64_t i = 0; i < count; ++i) THINSIM_RETURN_IF_ERROR(Zero(static_cast<dblock_t>(first + i), 0, block_size()));
+    return Status::OK();
   }
   Status Grow(uint64_t nr_blocks) override {
     if (ftruncate(fd_, static_cast<off_t>(nr_blocks * block_size())) != 0) {
@@ -145,7 +147,7 @@ class NullStore final : public DataStore {
   Status Write(dblock_t, uint32_t, const void*, uint32_t) override { return Status::OK(); }
   Status Zero(dblock_t, uint32_t, uint32_t) override { return Status::OK(); }
   Status Copy(dblock_t, dblock_t) override { return Status::OK(); }
-  Status Discard(dblock_t) override { return Status::OK(); }
+  Status Discard(dblock_t, uint64_t) override { return Status::OK(); }
   Status Grow(uint64_t) override { return Status::OK(); }
   Status Flush() override { return Status::OK(); }
 };

@@ -35,8 +35,11 @@ class DataStore {
   virtual Status Zero(dblock_t b, uint32_t offset, uint32_t len) = 0;
   // Copies the whole block.
   virtual Status Copy(dblock_t from, dblock_t to) = 0;
-  // Forgets the block's contents: it reads as zeroes afterwards.
-  virtual Status Discard(dblock_t b) = 0;
+  // Forgets the contents of blocks [first, first + count): they read as
+  // zeroes afterwards. One call per run, because the pool frees blocks in
+  // runs (a deleted volume written front to back) and each call is a
+  // system call.
+  virtual Status Discard(dblock_t first, uint64_t count) = 0;
   // Makes room for blocks [0, nr_blocks).
   virtual Status Grow(uint64_t nr_blocks) = 0;
   // Makes every completed Write durable.

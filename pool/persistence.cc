@@ -3,9 +3,13 @@
 // into one transaction (txn_records_ for volume changes, in order, and
 // dirty_chunks_ for mapping changes) and committed on FLUSH, FUA, the
 // commit timer and control commands:
-//   1. the data file is synced (data before metadata, as dm-thin does);
-//   2. the transaction goes to the log and the superblock is rewritten;
+//   1. the transaction is captured under meta_mu_ and a new one begins;
+//   2. with no pool lock held, the data file is synced (data before
+//      metadata, as dm-thin does), then the transaction goes to the log and
+//      the superblock is rewritten;
 //   3. only then are the blocks freed in it discarded and reused.
+// Requests keep running during step 2; commits are serialised by
+// commit_mu_, and concurrent FLUSHes share one commit when they can.
 // Reopening replays the metadata and rebuilds every counter from the
 // mappings, so reference counts and reservations are exact.
 #include <fcntl.h>
@@ -330,17 +334,16 @@ void Pool::EncodeCheckpointLocked(std::string* out) const {
 
 // ---- Committing -------------------------------------------------------------
 
-Status Pool::CommitLocked() {
-  if (!journal_) return store_->Flush();
-  if (mode_ == PoolMode::kFail) return Status::IOError("pool failed: " + read_only_reason_);
+uint64_t Pool::CaptureTxnLocked(std::string* records) {
   MaterializeChunksLocked();
+  const uint64_t number = commits_captured_.load() + 1;
+  commits_captured_.store(number);
   std::vector<dblock_t> changed = space_map_->TakeChanged();
-  if (txn_records_.empty() && changed.empty() && !dirty_pool_) return store_->Flush();
-  std::string records;
+  if (txn_records_.empty() && changed.empty() && !dirty_pool_) return number;
   if (dirty_pool_) {
-    metadata::AppendPool(&records, block_size_, space_map_->nr_blocks(), static_cast<uint8_t>(mode_));
+    metadata::AppendPool(records, block_size_, space_map_->nr_blocks(), static_cast<uint8_t>(mode_));
   }
-  records += txn_records_;
+  *records += txn_records_;
   std::vector<std::pair<uint32_t, uint32_t>> counts;
   counts.reserve(changed.size());
   for (dblock_t b : changed) {
@@ -349,46 +352,84 @@ Status Pool::CommitLocked() {
     counts.emplace_back(b, count);
   }
   std::sort(counts.begin(), counts.end());
-  metadata::AppendRefcounts(&records, counts);
+  metadata::AppendRefcounts(records, counts);
+  txn_records_.clear();
+  dirty_pool_ = false;
+  committing_.insert(committing_.end(), freed_in_txn_.begin(), freed_in_txn_.end());
+  freed_in_txn_.clear();
+  return number;
+}
 
-  // Data first: a committed mapping must never point at unwritten data.
-  Status s = store_->Flush();
-  if (s.ok()) s = journal_->Commit(records);
+void Pool::FinishCommitLocked(const Status& s, uint64_t number) {
   if (!s.ok()) {
     // The in-core state is ahead of the disk and cannot be written: stop
-    // changing anything (dm-thin's fail mode).
+    // changing anything (dm-thin's fail mode). The blocks the lost
+    // transaction freed stay out of use.
     read_only_reason_ = "metadata commit failed: " + s.message();
     SetModeLocked(PoolMode::kFail);
     changes_refused_ = true;
-    return s;
+    return;
   }
-  txn_records_.clear();
-  dirty_pool_ = false;
-  // The transaction that freed these blocks is durable: they may be reused.
-  std::vector<dblock_t> freed;
-  freed.swap(freed_in_txn_);
-  for (dblock_t b : freed) {
-    if (store_->Discard(b).ok()) space_map_->Recycle({b});
-  }
-  if (!freed.empty()) space_freed_.notify_all();
+  commits_succeeded_.store(number);
+  // The transaction that freed these blocks is durable: they may be reused
+  // once discarded.
+  if (committing_.empty()) return;
+  to_discard_.insert(to_discard_.end(), committing_.begin(), committing_.end());
+  committing_.clear();
+  discards_pending_.store(true, std::memory_order_release);
+}
+
+Status Pool::CommitLocked() {
+  if (!journal_) return store_->Flush();
+  if (mode_ == PoolMode::kFail) return Status::IOError("pool failed: " + read_only_reason_);
+  std::string records;
+  uint64_t number = CaptureTxnLocked(&records);
+  // Data first: a committed mapping must never point at unwritten data.
+  Status s = store_->Flush();
+  if (s.ok() && !records.empty()) s = journal_->Commit(records);
+  FinishCommitLocked(s, number);
+  if (!s.ok()) return s;
   if (journal_->log_bytes() > kCheckpointLogBytes) {
     std::string checkpoint;
     EncodeCheckpointLocked(&checkpoint);
-    Status c = journal_->Checkpoint(checkpoint);
-    if (!c.ok()) return c;
+    THINSIM_RETURN_IF_ERROR(journal_->Checkpoint(checkpoint));
   }
   return Status::OK();
 }
 
-Status Pool::Commit() {
+Status Pool::CommitConcurrently() {
+  std::string records;
+  uint64_t number;
+  {
+    std::unique_lock lock(meta_mu_);
+    // A checkpoint encodes the whole in-core state, which must then be the
+    // committed state: it cannot run while requests change it.
+    if (journal_->log_bytes() > kCheckpointLogBytes) return CommitLocked();
+    if (mode_ == PoolMode::kFail) return Status::IOError("pool failed: " + read_only_reason_);
+    number = CaptureTxnLocked(&records);
+  }
+  // Every mapping captured points at data written before the capture (data
+  // moves before its mapping is installed), so this sync covers it; what
+  // requests write from now on belongs to the next transaction.
+  Status s = store_->Flush();
+  if (s.ok() && !records.empty()) s = journal_->Commit(records);
   std::unique_lock lock(meta_mu_);
-  return CommitLocked();
+  FinishCommitLocked(s, number);
+  return s;
 }
 
-Status Pool::Flush() {
+Status Pool::Commit() {
+  DiscardAtExit discard(this);
   if (!journal_) return store_->Flush();
-  return Commit();
+  // Group commit: a commit captured after this call began covers every
+  // request completed before it, data and metadata.
+  const uint64_t wanted = commits_captured_.load() + 1;
+  std::lock_guard<std::mutex> serial(commit_mu_);
+  if (commits_succeeded_.load() >= wanted) return Status::OK();
+  return CommitConcurrently();
 }
+
+Status Pool::Flush() { return Commit(); }
 
 Status Pool::RefuseIfReadOnlyLocked() const {
   if (mode_ == PoolMode::kFail) return Status::IOError(read_only_reason_);

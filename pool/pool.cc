@@ -107,7 +107,8 @@ Status Pool::Open(const PoolOptions& o, std::unique_ptr<Pool>* out) {
 }
 
 Pool::Pool(const PoolOptions& options, std::unique_ptr<DataStore> store, int lock_fd)
-    : block_size_(options.block_size), options_(options), store_(std::move(store)),
+    : block_size_(options.block_size), options_(options),
+      store_(options.wrap_store ? options.wrap_store(std::move(store)) : std::move(store)),
       lock_fd_(lock_fd) {}
 
 Pool::~Pool() {
@@ -239,6 +240,7 @@ Status Pool::CreateVolume(std::string_view name, uint64_t size, std::optional<St
 }
 
 Status Pool::DeleteVolume(std::string_view name) {
+  DiscardAtExit discard(this);
   std::shared_ptr<Volume> v;
   {
     std::shared_lock lock(meta_mu_);
@@ -302,6 +304,7 @@ void Pool::ReleaseVolumeLocked(Volume& v) {
 
 Status Pool::ResizeVolume(std::string_view name, uint64_t size) {
   THINSIM_RETURN_IF_ERROR(ValidateVolumeSize(size, block_size_));
+  DiscardAtExit discard(this);  // blocks a shrink frees
   std::shared_ptr<Volume> v;
   {
     std::shared_lock lock(meta_mu_);
@@ -358,6 +361,7 @@ Status Pool::ResizeVolume(std::string_view name, uint64_t size) {
 }
 
 Status Pool::CreateSnapshots(const std::vector<SnapshotRequest>& requests, bool read_only) {
+  DiscardAtExit discard(this);
   if (requests.empty()) return Status::Invalid("no snapshot requested");
   std::set<std::string, std::less<>> new_names;
   for (const SnapshotRequest& r : requests) {
@@ -395,7 +399,8 @@ Status Pool::CreateSnapshots(const std::vector<SnapshotRequest>& requests, bool 
     // own unmapped guarantee. All-or-nothing: a refusal undoes the
     // snapshots made so far in this call, which restores every counter.
     Guarantee gs = GuaranteeFor(o->strategy, read_only, /*active=*/false);
-    int64_t delta = OwnerChangeLocked(*o, gs, /*leave=*/false, /*apply=*/false);
+    const int64_t owner_delta = OwnerChangeLocked(*o, gs, /*leave=*/false, /*apply=*/false);
+    int64_t delta = owner_delta;
     if (gs.all) delta += static_cast<int64_t>(o->map->nr_vblocks() - o->nr_mapped);
     Status admitted = AdmitLocked(delta, "snapshot '" + r.name + "' of '" + o->name + "'");
     if (!admitted.ok()) {
@@ -403,7 +408,13 @@ Status Pool::CreateSnapshots(const std::vector<SnapshotRequest>& requests, bool 
       RecycleLocked();
       return admitted;
     }
-    OwnerChangeLocked(*o, gs, /*leave=*/false, /*apply=*/true);
+    if (gs.all || (gs.provisioned && o->nr_provisioned > 0)) {
+      OwnerChangeLocked(*o, gs, /*leave=*/false, /*apply=*/true);
+    } else {
+      // The snapshot guarantees none of the blocks, so no g(b) changes: the
+      // walk above was the whole change (one walk, not two).
+      reserved_ += owner_delta;
+    }
     auto s = std::make_shared<Volume>();
     s->id = next_volume_id_++;
     s->name = r.name;
@@ -543,26 +554,6 @@ void Pool::DropBlockRefLocked(uint64_t family, vblock_t vb, dblock_t b) {
   }
 }
 
-void Pool::RecycleLocked() {
-  std::vector<dblock_t> released = space_map_->TakeReleased();
-  if (journal_) {
-    // The last commit still maps them: reusable after the next one.
-    freed_in_txn_.insert(freed_in_txn_.end(), released.begin(), released.end());
-    released.clear();
-  }
-  for (dblock_t b : released) {
-    // A failed discard leaves old bytes in a free block; reusing it would
-    // show them through a partial write, so keep it out of the free set.
-    if (!store_->Discard(b).ok()) continue;
-    space_map_->Recycle({b});
-  }
-  if (space_map_->nr_free() > 0) space_freed_.notify_all();
-  LeaveOutOfSpaceIfRoomLocked();
-  CheckLowWaterLocked();
-}
-
-uint64_t Pool::FreeLocked() const { return space_map_->nr_free() + freed_in_txn_.size(); }
-
 void Pool::LeaveOutOfSpaceIfRoomLocked() {
   if (mode_ == PoolMode::kOutOfDataSpace && static_cast<int64_t>(FreeLocked()) > reserved_) {
     SetModeLocked(PoolMode::kWrite);
@@ -646,11 +637,11 @@ Status Pool::TEST_CheckCounters() const {
     if (space_map_->RefCount(static_cast<dblock_t>(b)) > 0) ++used;
   }
   // Blocks freed since the last commit stay used until it (persistent pools).
-  if (used != chunk_refs.size() || used + freed_in_txn_.size() != space_map_->nr_used()) {
+  if (used != chunk_refs.size() || used + PendingFreeLocked() != space_map_->nr_used()) {
     return Status::Corruption("used blocks: " + std::to_string(space_map_->nr_used()) +
                               " counted, " + std::to_string(used) + " referenced, " +
                               std::to_string(chunk_refs.size()) + " mapped, " +
-                              std::to_string(freed_in_txn_.size()) + " freed awaiting commit");
+                              std::to_string(PendingFreeLocked()) + " freed, not yet reusable");
   }
   // Reservations: g(b) from every owner's guarantee, then the SPEC formula.
   std::unordered_map<dblock_t, uint64_t> guarantors;

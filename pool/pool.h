@@ -78,6 +78,9 @@ struct PoolOptions {
   // returning true makes it give up with an IO error. The plugin uses it
   // so that a server shutting down is not held up by queued writes.
   std::function<bool()> abandon_queued_write;
+  // Wraps the data store the pool opened, to observe or delay its calls
+  // (tests) or to inject faults.
+  std::function<std::unique_ptr<DataStore>(std::unique_ptr<DataStore>)> wrap_store;
 };
 
 struct PoolInfo {
@@ -251,8 +254,20 @@ class Pool {
   // Appends the pending chunk records to the transaction.
   void MaterializeChunksLocked();
   void EncodeCheckpointLocked(std::string* out) const;
-  // REQUIRES: meta_mu_ exclusive (which also keeps commits one at a time).
+  // Commits with every pool lock held across the syncs: for a checkpoint,
+  // which must see the state stand still, and for an allocation that needs
+  // the blocks the transaction freed.
+  // REQUIRES: meta_mu_ exclusive and commit_mu_ held.
   Status CommitLocked();
+  // Commits holding meta_mu_ only to capture the transaction and to finish:
+  // requests go on while the data and the log are synced.
+  // REQUIRES: commit_mu_ held, meta_mu_ not held.
+  Status CommitConcurrently();
+  // Encodes the open transaction into `records`, starts a new one, and
+  // moves the blocks it freed to committing_. Returns the commit's number.
+  uint64_t CaptureTxnLocked(std::string* records);
+  // After the data sync and the log write of commit `number`.
+  void FinishCommitLocked(const Status& s, uint64_t number);
   Status RefuseIfReadOnlyLocked() const;
   void CommitterLoop(uint32_t seconds);
 
@@ -314,9 +329,29 @@ class Pool {
   void UnmapRangeLocked(Volume& v, vblock_t first, vblock_t last);
   void DropBlockRefLocked(uint64_t family, vblock_t vb, dblock_t b);
   void ReleaseVolumeLocked(Volume& v);
-  // Discards blocks whose count reached zero and returns them to the free
-  // set; wakes queued writers.
+  // ---- Freed blocks (freeing.cc) ----
+  // A block whose count reaches zero goes back to the free set in steps:
+  // freed_in_txn_ (persistent pools: until the transaction that freed it
+  // commits) -> committing_ (while that commit runs) -> to_discard_ ->
+  // discarded with no lock held -> free. Every step counts as free space
+  // (FreeLocked), so admission sees it at once; only allocation waits.
+  // Takes the blocks released since the last call; wakes queued writers.
   void RecycleLocked();
+  // Discards to_discard_ with no pool lock held, then frees the blocks, so
+  // that deleting a volume of many blocks does not stall other requests.
+  // REQUIRES: no meta_mu_ or map_mu held. Cheap when there is nothing to do.
+  void DiscardFreedBlocks();
+  // The same under meta_mu_ (exclusive): an allocation needs them now.
+  void DiscardFreedBlocksLocked();
+  // Discards `blocks` in runs; returns those it discarded (a failed discard
+  // leaves old bytes, so such a block is never reused).
+  std::vector<dblock_t> DiscardRuns(std::vector<dblock_t> blocks);
+  void RecycleDiscardedLocked(const std::vector<dblock_t>& blocks, uint64_t taken);
+  // Freed blocks that are not allocatable yet.
+  uint64_t PendingFreeLocked() const;
+  // Runs DiscardFreedBlocks when the enclosing operation ends. Declared
+  // before any lock, it runs after they are all released.
+  class DiscardAtExit;
   // Raises LOW_WATER once each time free space falls below the threshold,
   // and POOL_MODE on mode changes.
   void CheckLowWaterLocked();
@@ -352,8 +387,13 @@ class Pool {
   std::string txn_records_;
   std::set<std::pair<uint64_t, size_t>> dirty_chunks_;
   bool dirty_pool_ = false;
-  // Blocks freed in this transaction: reusable once it has committed.
+  // Blocks freed and not yet allocatable; see RecycleLocked.
   std::vector<dblock_t> freed_in_txn_;
+  std::vector<dblock_t> committing_;
+  std::vector<dblock_t> to_discard_;
+  uint64_t discarding_ = 0;  // taken by DiscardFreedBlocks
+  // to_discard_ is not empty: read without the lock by DiscardFreedBlocks.
+  std::atomic<bool> discards_pending_{false};
   // Blocks allocated by requests that have not installed them yet: a
   // commit records them as free, since no committed mapping uses them.
   std::unordered_set<dblock_t> in_flight_;
@@ -361,6 +401,15 @@ class Pool {
   // Whether read_only_reason_ is set or the pool failed: read without the
   // metadata lock by the write path.
   std::atomic<bool> changes_refused_{false};
+
+  // Serialises commits, so transactions reach the log in capture order.
+  // Lock order: commit_mu_ -> meta_mu_ (an allocation holding meta_mu_ only
+  // ever try_locks it).
+  std::mutex commit_mu_;
+  // Commits numbered by capture; the last that succeeded. Read without a
+  // lock by Commit: a commit captured after a caller arrived covers it.
+  std::atomic<uint64_t> commits_captured_{0};
+  std::atomic<uint64_t> commits_succeeded_{0};
 
   std::mutex committer_mu_;
   std::condition_variable committer_cv_;
@@ -372,6 +421,17 @@ class Pool {
   // Volumes descending from one created volume through snapshots. Only
   // members of a family can share blocks.
   std::unordered_map<uint64_t, std::vector<Volume*>> families_;
+};
+
+class Pool::DiscardAtExit {
+ public:
+  explicit DiscardAtExit(Pool* pool) : pool_(pool) {}
+  ~DiscardAtExit() { pool_->DiscardFreedBlocks(); }
+  DiscardAtExit(const DiscardAtExit&) = delete;
+  DiscardAtExit& operator=(const DiscardAtExit&) = delete;
+
+ private:
+  Pool* pool_;
 };
 
 }  // namespace thinsim

@@ -123,7 +123,7 @@ Status Pool::AllocateBlocks(std::unique_lock<std::shared_mutex>& lock, const Vol
   using Clock = std::chrono::steady_clock;
   const auto deadline = Clock::now() + std::chrono::seconds(options_.no_space_timeout_seconds);
   const size_t n = std::count_if(steps->begin(), steps->end(), [](const Step& s) { return s.needs_block(); });
-  auto fits = [&] {
+  auto fits = [&]() -> bool {
     int64_t delta = 0;
     for (const Step& st : *steps) {
       if (st.needs_block()) delta += StepReservedDeltaLocked(v, st);
@@ -131,7 +131,25 @@ Status Pool::AllocateBlocks(std::unique_lock<std::shared_mutex>& lock, const Vol
     int64_t free_after = static_cast<int64_t>(FreeLocked()) - static_cast<int64_t>(n);
     return free_after >= 0 && reserved_ + delta <= free_after;
   };
-  while (!fits()) {
+  for (;;) {
+    if (fits()) {
+      if (space_map_->nr_free() >= n) break;
+      // There is room, but some of it is freed blocks not allocatable yet.
+      if (!to_discard_.empty()) {
+        DiscardFreedBlocksLocked();
+      } else if (!freed_in_txn_.empty() && commit_mu_.try_lock()) {
+        // Blocks freed since the last commit become allocatable by
+        // committing, as dm-thin commits when it runs out of free blocks.
+        std::lock_guard<std::mutex> serial(commit_mu_, std::adopt_lock);
+        THINSIM_RETURN_IF_ERROR(CommitLocked());
+      } else {
+        // A commit or a discard running without the lock frees them soon
+        // (and notifies; the timeout covers a commit that has yet to
+        // release commit_mu_).
+        space_freed_.wait_for(lock, std::chrono::milliseconds(10));
+      }
+      continue;
+    }
     SetModeLocked(PoolMode::kOutOfDataSpace);
     // After one queued write timed out, the pool errors instead of queueing
     // until space appears (dm-thin: no_space_timeout switches the pool to
@@ -149,7 +167,7 @@ Status Pool::AllocateBlocks(std::unique_lock<std::shared_mutex>& lock, const Vol
       space_freed_.wait_until(lock, slice);
       continue;
     }
-    if (fits()) break;
+    if (fits()) continue;
     if (can_wait) {
       queue_timed_out_ = true;
       space_freed_.notify_all();  // the other queued writes fail now too
@@ -163,9 +181,6 @@ Status Pool::AllocateBlocks(std::unique_lock<std::shared_mutex>& lock, const Vol
                                            std::to_string(options_.no_space_timeout_seconds) + "s"
                                      : ""));
   }
-  // Blocks freed since the last commit become allocatable by committing, as
-  // dm-thin commits when it runs out of free blocks.
-  if (space_map_->nr_free() < n) THINSIM_RETURN_IF_ERROR(CommitLocked());
   for (Step& st : *steps) {
     if (!st.needs_block()) continue;
     st.reserved_delta = StepReservedDeltaLocked(v, st);
@@ -229,6 +244,7 @@ Status Pool::ApplyRange(Volume& v, uint64_t len, uint64_t offset, Intent intent,
                         const uint8_t* src, bool fast, bool gated) {
   if (v.read_only) return Status::ReadOnly("'" + v.name + "' is a read-only snapshot");
   if (len == 0) return Status::OK();
+  DiscardAtExit discard(this);  // blocks this request frees
   const uint64_t end = offset + len;
   const bool unmaps = intent == Intent::kTrim || intent == Intent::kZeroMayTrim;
   // Whole blocks an unmapping request removes: [unmap_first, unmap_end).
@@ -342,12 +358,18 @@ Status Pool::Read(Volume& v, void* buf, uint64_t len, uint64_t offset) {
   const vblock_t first = offset / block_size_;
   const vblock_t last = (end - 1) / block_size_;
   ScopedRange range(&v.range_lock, first, last, /*exclusive=*/false);
-  std::vector<dblock_t> blocks;
+  // No heap allocation for the usual small read.
+  dblock_t inline_blocks[16];
+  std::vector<dblock_t> many;
+  dblock_t* blocks = inline_blocks;
   {
     std::shared_lock vlock(v.map_mu);  // no pool-wide lock on the read path
     THINSIM_RETURN_IF_ERROR(CheckRange(v, len, offset));
-    blocks.reserve(last - first + 1);
-    for (vblock_t vb = first; vb <= last; ++vb) blocks.push_back(v.map->Lookup(vb).dblock);
+    if (last - first + 1 > std::size(inline_blocks)) {
+      many.resize(last - first + 1);
+      blocks = many.data();
+    }
+    for (vblock_t vb = first; vb <= last; ++vb) blocks[vb - first] = v.map->Lookup(vb).dblock;
   }
   auto* out = static_cast<uint8_t*>(buf);
   for (vblock_t vb = first; vb <= last; ++vb) {
