@@ -364,10 +364,12 @@ void Pool::FinishCommitLocked(const Status& s, uint64_t number) {
   if (!s.ok()) {
     // The in-core state is ahead of the disk and cannot be written: stop
     // changing anything (dm-thin's fail mode). The blocks the lost
-    // transaction freed stay out of use.
+    // transaction freed stay out of use, and no longer count as free.
     read_only_reason_ = "metadata commit failed: " + s.message();
     SetModeLocked(PoolMode::kFail);
     changes_refused_ = true;
+    committing_.clear();
+    space_freed_.notify_all();  // allocations waiting for them fail now
     return;
   }
   commits_succeeded_.store(number);

@@ -291,6 +291,7 @@ void Pool::ReleaseVolumeLocked(Volume& v) {
         c->ForEach([&](uint32_t, dblock_t b, bool) {
           if (space_map_->RefCount(b) == 1) ++w->nr_exclusive;
         });
+        NoteUnsharedLocked(*w);
         break;
       }
       continue;
@@ -526,6 +527,14 @@ void Pool::UnmapLocked(Volume& v, vblock_t vb) {
   DropBlockRefLocked(v.family, vb, e.dblock);
 }
 
+void Pool::NoteUnsharedLocked(Volume& w) {
+  if (journal_) w.unshared_in_txn.store(commits_captured_.load() + 1);
+}
+
+bool Pool::InPlaceNeedsCommit(const Volume& v) const {
+  return journal_ && v.unshared_in_txn.load() > commits_succeeded_.load();
+}
+
 void Pool::UnmapRangeLocked(Volume& v, vblock_t first, vblock_t last) {
   for (vblock_t vb = first; vb <= last;) {
     size_t idx = vb >> kChunkShift;
@@ -549,7 +558,10 @@ void Pool::DropBlockRefLocked(uint64_t family, vblock_t vb, dblock_t b) {
     if (e.dblock != b) continue;
     // The one chunk left that maps b: its holders are b's owners.
     w->map->SetSole(vb, true);
-    if (!e.chunk_shared) ++w->nr_exclusive;
+    if (!e.chunk_shared) {
+      ++w->nr_exclusive;
+      NoteUnsharedLocked(*w);
+    }
     return;
   }
 }
@@ -567,7 +579,9 @@ void Pool::SetEventHandler(std::function<void(const PoolEvent&)> handler) {
 }
 
 void Pool::SetModeLocked(PoolMode mode) {
-  if (mode == mode_) return;
+  // Fail mode is final: a write already past its check must not bring the
+  // pool back to life after a failed commit.
+  if (mode == mode_ || mode_ == PoolMode::kFail) return;
   mode_ = mode;
   dirty_pool_ = true;
   if (!event_handler_) return;

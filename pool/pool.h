@@ -16,7 +16,10 @@
 // Thread safety: a Pool is safe for concurrent use without external
 // synchronisation. Locking (docs/concurrency.md):
 //   - meta_mu_ (shared_mutex) guards the volume table, every mapping, the
-//     space map and the counters. Held briefly: no data is copied under it.
+//     space map and the counters. Held briefly: no data is copied, synced
+//     or discarded under it, except by an allocation that can only be
+//     satisfied that way (freed blocks not yet committed or discarded) and
+//     by checkpoints.
 //     Reads and overwrites of exclusive blocks do not take it: they look up
 //     their volume's mapping under that volume's map_mu (shared), which
 //     every mapping change of the volume also takes (exclusively).
@@ -27,8 +30,9 @@
 //     that changes the volume's data or mapping, and exclusively by snapshot,
 //     resize and delete of that volume, so a snapshot is a point-in-time
 //     image. Reads do not take it: they never wait for a snapshot.
-// Lock order: io_gate (several: by volume id) -> RangeLock -> meta_mu_ ->
-// a volume's map_mu.
+//   - commit_mu_ serialises metadata commits (persistence.cc).
+// Lock order: io_gate (several: by volume id) -> RangeLock -> commit_mu_ ->
+// meta_mu_ -> a volume's map_mu.
 #ifndef THINSIM_POOL_POOL_H_
 #define THINSIM_POOL_POOL_H_
 
@@ -328,6 +332,11 @@ class Pool {
   void UnmapLocked(Volume& v, vblock_t vb);
   void UnmapRangeLocked(Volume& v, vblock_t first, vblock_t last);
   void DropBlockRefLocked(uint64_t family, vblock_t vb, dblock_t b);
+  // Some block of w is exclusive now but shared in the committed state.
+  void NoteUnsharedLocked(Volume& w);
+  // Whether an in-place overwrite of v must wait for a commit (see
+  // Volume::unshared_in_txn).
+  bool InPlaceNeedsCommit(const Volume& v) const;
   void ReleaseVolumeLocked(Volume& v);
   // ---- Freed blocks (freeing.cc) ----
   // A block whose count reaches zero goes back to the free set in steps:

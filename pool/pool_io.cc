@@ -132,6 +132,8 @@ Status Pool::AllocateBlocks(std::unique_lock<std::shared_mutex>& lock, const Vol
     return free_after >= 0 && reserved_ + delta <= free_after;
   };
   for (;;) {
+    // A commit may have failed while this request waited.
+    THINSIM_RETURN_IF_ERROR(RefuseIfReadOnlyLocked());
     if (fits()) {
       if (space_map_->nr_free() >= n) break;
       // There is room, but some of it is freed blocks not allocatable yet.
@@ -298,6 +300,16 @@ Status Pool::ApplyRange(Volume& v, uint64_t len, uint64_t offset, Intent intent,
       return Status::Unsupported("fast zero refused: the range needs data written or blocks allocated");
     }
   }
+  // A block that became exclusive since the last commit is still shared in
+  // the committed state (a snapshot's copy-on-write or delete that is not
+  // durable yet): overwritten in place, a crash would show this write in
+  // the other volume. Commit first; then the block is exclusive on disk too.
+  // (dm-thin decides sharing from snapshot times rather than counts, so it
+  // copies such blocks instead.)
+  const bool overwrites = std::any_of(steps.begin(), steps.end(), [](const Step& s) {
+    return s.kind == Step::kInPlace && s.write_data;
+  });
+  if (overwrites && InPlaceNeedsCommit(v)) THINSIM_RETURN_IF_ERROR(Commit());
   if (needed > 0) {
     std::unique_lock lock(meta_mu_);
     THINSIM_RETURN_IF_ERROR(AllocateBlocks(lock, v, &steps));

@@ -6,6 +6,7 @@
 // not timings: before the change, each request below waited for the gate.
 #include <stdlib.h>
 
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <filesystem>
@@ -74,9 +75,14 @@ class GatedStore : public DataStore {
   }
   Status Grow(uint64_t nr_blocks) override { return base_->Grow(nr_blocks); }
   Status Flush() override {
+    ++flushes;
     if (flush_gate_ != nullptr) flush_gate_->Pass();
+    if (fail_flush) return Status::IOError("injected data sync failure");
     return base_->Flush();
   }
+
+  std::atomic<int> flushes{0};
+  std::atomic<bool> fail_flush{false};
 
  private:
   std::unique_ptr<DataStore> base_;
@@ -267,6 +273,88 @@ TEST_F(PoolCommitStallTest, BlocksFreedDuringACommitWaitForTheNextOne) {
   EXPECT_TRUE(written.get().ok());
   EXPECT_EQ(ReadBlocks(pool.get(), "b", 0, 4), Bytes(4 * kBS, 0xB2));
   EXPECT_TRUE(pool->TEST_CheckCounters().ok());
+}
+
+TEST_F(PoolCommitStallTest, AFailedCommitFailsWaitingWritesAndThePoolStaysFailed) {
+  Gate flush;
+  GatedStore* store = nullptr;
+  PoolOptions o = GatedOptions(16, nullptr, nullptr);
+  o.dir = dir_;
+  o.wrap_store = [&](std::unique_ptr<DataStore> base) -> std::unique_ptr<DataStore> {
+    auto s = std::make_unique<GatedStore>(std::move(base), nullptr, &flush);
+    store = s.get();
+    return s;
+  };
+  std::unique_ptr<Pool> pool;
+  ASSERT_TRUE(Pool::Open(o, &pool).ok());
+  ASSERT_TRUE(pool->CreateVolume("a", 16 * kBS, std::nullopt).ok());
+  ASSERT_TRUE(pool->CreateVolume("b", 16 * kBS, std::nullopt).ok());
+  ASSERT_TRUE(WriteBlocks(pool.get(), "a", 0, 16, 0xA1).ok());
+  ASSERT_TRUE(pool->DeleteVolume("a").ok());
+  // This commit carries the delete: the pool's every free block waits on it.
+  store->fail_flush = true;
+  auto committed = std::async(std::launch::async, [&] { return pool->Flush(); });
+  ASSERT_TRUE(flush.WaitEntered());
+  auto written = std::async(std::launch::async, [&] { return WriteBlocks(pool.get(), "b", 0, 4, 0xB2); });
+  EXPECT_EQ(written.wait_for(100ms), std::future_status::timeout);
+  flush.Open();
+  ASSERT_TRUE(Done(committed));
+  EXPECT_EQ(committed.get().code(), ErrorCode::kIO);
+  ASSERT_TRUE(Done(written)) << "a write waiting for the failed commit's blocks hung";
+  EXPECT_FALSE(written.get().ok());
+  // Fail mode is final, even once the store works again.
+  store->fail_flush = false;
+  EXPECT_EQ(pool->QueryPool().mode, PoolMode::kFail);
+  EXPECT_FALSE(WriteBlocks(pool.get(), "b", 8, 1, 0xB3).ok());
+  EXPECT_FALSE(pool->Flush().ok());
+  EXPECT_EQ(pool->QueryPool().mode, PoolMode::kFail);
+}
+
+// Copies the pool directory as a crash at this instant would leave it (the
+// data file's page cache included) and opens the copy.
+std::unique_ptr<Pool> CrashCopy(const std::string& dir, const std::string& copy) {
+  std::filesystem::copy(dir, copy, std::filesystem::copy_options::recursive);
+  std::filesystem::remove(copy + "/lock");
+  PoolOptions o;
+  o.dir = copy;
+  std::unique_ptr<Pool> pool;
+  Status s = Pool::Open(o, &pool);
+  EXPECT_TRUE(s.ok()) << s.ToString();
+  return pool;
+}
+
+TEST_F(PoolCommitStallTest, InPlaceOverwriteOfABlockUnsharedSinceTheLastCommitCommitsFirst) {
+  GatedStore* store = nullptr;
+  PoolOptions o = GatedOptions(16, nullptr, nullptr);
+  o.dir = dir_ + "/pool";
+  o.wrap_store = [&](std::unique_ptr<DataStore> base) -> std::unique_ptr<DataStore> {
+    auto s = std::make_unique<GatedStore>(std::move(base), nullptr, nullptr);
+    store = s.get();
+    return s;
+  };
+  std::filesystem::create_directory(o.dir);
+  std::unique_ptr<Pool> pool;
+  ASSERT_TRUE(Pool::Open(o, &pool).ok());
+  ASSERT_TRUE(pool->CreateVolume("origin", 4 * kBS, std::nullopt).ok());
+  ASSERT_TRUE(WriteBlocks(pool.get(), "origin", 0, 1, 0x01).ok());
+  ASSERT_TRUE(pool->CreateSnapshots({{"origin", "snap"}}, false).ok());
+  ASSERT_TRUE(pool->Commit().ok());
+  // The origin's write copies block 0 away: snap's block is its own now,
+  // but the committed state still has the origin mapping it too.
+  ASSERT_TRUE(WriteBlocks(pool.get(), "origin", 0, 1, 0x02).ok());
+  int before = store->flushes;
+  ASSERT_TRUE(WriteBlocks(pool.get(), "snap", 0, 1, 0x5A).ok());
+  EXPECT_GT(store->flushes, before) << "the in-place write did not commit first";
+  // A crash now: the origin reads its old or its new data, never snap's.
+  std::unique_ptr<Pool> crashed = CrashCopy(o.dir, dir_ + "/crashed");
+  ASSERT_NE(crashed, nullptr);
+  Bytes origin = ReadBlocks(crashed.get(), "origin", 0, 1);
+  EXPECT_TRUE(origin == Bytes(kBS, 0x01) || origin == Bytes(kBS, 0x02))
+      << "origin shows byte " << int(origin[0]);
+  // Later in-place writes to snap need no commit: the block is exclusive on disk.
+  before = store->flushes;
+  ASSERT_TRUE(WriteBlocks(pool.get(), "snap", 0, 1, 0x5B).ok());
+  EXPECT_EQ(store->flushes, before);
 }
 
 }  // namespace

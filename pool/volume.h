@@ -3,6 +3,7 @@
 #ifndef THINSIM_POOL_VOLUME_H_
 #define THINSIM_POOL_VOLUME_H_
 
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <shared_mutex>
@@ -34,6 +35,13 @@ struct Volume {
   uint32_t connections = 0;
   uint32_t writable_connections = 0;
   bool pinned = false;
+  // Persistent pools: the number of the open transaction in which a block
+  // of this volume stopped being shared (0: none). Until a commit with that
+  // number has succeeded, the last committed state still shares the block,
+  // so overwriting it in place could change another volume's data after a
+  // crash; writes in place commit first. Set under Pool::meta_mu_, read
+  // without it by the write path.
+  std::atomic<uint64_t> unshared_in_txn{0};
 
   // See Pool's locking comment.
   RangeLock range_lock;
