@@ -153,4 +153,12 @@ size_t MappingTable::MemoryUsage() const {
   return bytes;
 }
 
+size_t MappingTable::MemoryUsage(std::unordered_set<const Chunk*>* counted) const {
+  size_t bytes = chunks_.capacity() * sizeof(Chunk*);
+  for (const Chunk* c : chunks_) {
+    if (c != nullptr && counted->insert(c).second) bytes += c->MemoryUsage();
+  }
+  return bytes;
+}
+
 }  // namespace thinsim

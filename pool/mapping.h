@@ -29,6 +29,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <unordered_set>
 #include <vector>
 
 #include "pool/space_map.h"
@@ -159,6 +160,9 @@ class MappingTable {
   // Heap bytes of the table and of the chunks it references, counting a
   // shared chunk in full.
   size_t MemoryUsage() const;
+  // The same, but counts only chunks not in `counted` and adds them to it:
+  // summed over the tables of a pool, each shared chunk counts once.
+  size_t MemoryUsage(std::unordered_set<const Chunk*>* counted) const;
 
  private:
   vblock_t nr_vblocks_;

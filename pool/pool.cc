@@ -184,8 +184,10 @@ std::string Pool::DefaultVolumeName() const {
 
 size_t Pool::MetadataMemoryUsage() const {
   std::shared_lock lock(meta_mu_);
-  size_t bytes = space_map_->nr_blocks() * sizeof(uint32_t);
-  for (const auto& [id, v] : volumes_) bytes += sizeof(Volume) + v->map->MemoryUsage();
+  size_t bytes = space_map_->MemoryUsage() + guarantors_.capacity() * sizeof(uint32_t);
+  std::unordered_set<const Chunk*> counted;  // a chunk shared by snapshots counts once
+  for (const auto& [id, v] : volumes_) bytes += sizeof(Volume) + v->map->MemoryUsage(&counted);
+  bytes += (freed_in_txn_.capacity() + committing_.capacity() + to_discard_.capacity()) * sizeof(dblock_t);
   return bytes;
 }
 

@@ -223,7 +223,10 @@ class Pool {
   // (shared) is reported as kHole.
   Status Extents(Volume& volume, uint64_t len, uint64_t offset, std::vector<Extent>* out);
 
-  // Heap bytes used by mapping metadata (tables, chunks, space map).
+  // Heap bytes used by mapping metadata: tables, chunks (each once, however
+  // many volumes share it), the space map and the per-block reservation
+  // counts. Not the allocator's overhead per allocation (bench/README.md
+  // compares it with the real heap).
   size_t MetadataMemoryUsage() const;
   // Test hook: checks every counter against a full walk; returns Corruption
   // naming the first mismatch.

@@ -80,4 +80,9 @@ void SpaceMap::SetInitialCount(dblock_t b, uint32_t count) {
   --nr_free_;
 }
 
+size_t SpaceMap::MemoryUsage() const {
+  return refcounts_.capacity() * sizeof(uint32_t) + changed_bit_.capacity() / 8 +
+         (released_.capacity() + changed_.capacity()) * sizeof(dblock_t);
+}
+
 }  // namespace thinsim

@@ -18,6 +18,7 @@
 #ifndef THINSIM_POOL_SPACE_MAP_H_
 #define THINSIM_POOL_SPACE_MAP_H_
 
+#include <cstddef>
 #include <cstdint>
 #include <vector>
 
@@ -67,6 +68,9 @@ class SpaceMap {
   // Records a change of b's state that its count does not show (a block
   // allocated earlier becomes mapped).
   void MarkChanged(dblock_t b) { NoteChange(b); }
+
+  // Heap bytes of the counts, the change tracking and the lists.
+  size_t MemoryUsage() const;
 
   // Sets the count of a free block when rebuilding from mappings.
   // REQUIRES: RefCount(b) == 0 and the block is not released.
