@@ -2,15 +2,12 @@
 
 These tests start the real nbdkit with the real plugin on a persistent pool
 (pool=DIR), kill it or damage its metadata files, restart it and compare what
-it serves with what the client is owed. They talk NBD with libnbd (the Python
-`nbd` module, Debian's python3-libnbd: run with /usr/bin/python3) and use the
-real `thinsim` CLI. Paths come from the environment (CMake sets them):
+it serves with what the client is owed.
 
-  THINSIM_PLUGIN   nbdkit-thinsim-plugin.so  (default build/plugin/...)
-  THINSIM_CLI      the thinsim CLI           (default build/tools/thinsim)
-  THINSIM_NBDKIT   the nbdkit binary         (default: nbdkit on PATH)
-
-Self-contained on purpose: tests/integration/lib.py belongs to another suite.
+Built on tests/common/thinsim_testlib.py (paths, command runs, nbdkit
+servers; its docstring says how to run the tests); this module adds sector
+patterns, restartable servers and the metadata file layout, and re-exports
+the rest for the tests.
 """
 
 import json
@@ -19,46 +16,25 @@ import re
 import shutil
 import signal
 import struct
-import subprocess
 import sys
 import tempfile
-import time
 
-try:
-    import nbd
-except ImportError:  # pragma: no cover - depends on the interpreter
-    sys.stderr.write(
-        "crashlib.py: cannot import the libnbd Python module 'nbd'; run the tests with "
-        "/usr/bin/python3 (Debian's python3-libnbd)\n")
-    raise
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "common"))
+import thinsim_testlib  # noqa: E402
+# Re-exported: the tests use them as crashlib.NAME or import them from here.
+from thinsim_testlib import CLI, KiB, MiB, missing_binary, nbd, run  # noqa: E402,F401
 
-REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
-PLUGIN = os.environ.get("THINSIM_PLUGIN") or os.path.join(
-    REPO, "build", "plugin", "nbdkit-thinsim-plugin.so")
-CLI = os.environ.get("THINSIM_CLI") or os.path.join(REPO, "build", "tools", "thinsim")
-NBDKIT = os.environ.get("THINSIM_NBDKIT") or "nbdkit"
-
-KiB = 1024
-MiB = 1024 * KiB
 SECTOR = 512
 
+# Longer than thinsim_testlib's: every start opens a persistent pool and replays
+# its metadata log.
 START_TIMEOUT = 15.0
-COMMAND_TIMEOUT = 30.0
-
-# nbdsh and friends are Python wrappers: keep /usr/bin first.
-TOOL_ENV = dict(os.environ, PATH="/usr/bin:" + os.environ.get("PATH", ""))
 
 
 def require_binaries():
-    for path, what in ((PLUGIN, "THINSIM_PLUGIN"), (CLI, "THINSIM_CLI")):
-        if not os.path.exists(path):
-            raise SystemExit("%s does not exist (set %s or build it)" % (path, what))
-
-
-def run(argv, timeout=COMMAND_TIMEOUT):
-    """Runs a command and captures text output; never raises on exit status."""
-    return subprocess.run(argv, capture_output=True, text=True, timeout=timeout,
-                          env=TOOL_ENV, stdin=subprocess.DEVNULL)
+    missing = missing_binary()
+    if missing:
+        raise SystemExit(missing)
 
 
 # ---- sector contents ----------------------------------------------------------
@@ -102,68 +78,32 @@ def decode_range(data, first_lba):
 # ---- nbdkit --------------------------------------------------------------------
 
 
-class Nbdkit:
+class Nbdkit(thinsim_testlib.Nbdkit):
     """One `nbdkit -f -U SOCK PLUGIN params... control=CTL` at a time in `tmp`.
 
     The server may be started, killed (SIGKILL) and started again on the same
-    pool; stale socket files are removed before each start.
+    pool.
     """
 
-    def __init__(self, tmp, params):
-        self.tmp = tmp
-        self.params = list(params)
-        self.sock = os.path.join(tmp, "nbd.sock")
-        self.ctl = os.path.join(tmp, "ctl.sock")
-        self.pidfile = os.path.join(tmp, "nbdkit.pid")
-        self.log_path = os.path.join(tmp, "nbdkit.log")
-        self.proc = None
-        self._log = None
-        self.starts = 0
-
-    def argv(self):
-        return [NBDKIT, "-f", "--exit-with-parent", "-U", self.sock, "-P", self.pidfile,
-                PLUGIN] + self.params + ["control=" + self.ctl]
+    stop_timeout = 10.0
+    # A test restarts the server hundreds of times: notice readiness early.
+    poll_interval = 0.005
 
     def start(self, timeout=START_TIMEOUT):
         """Starts nbdkit. Returns None when it is ready, or (exit status, log)
         when it exited before that."""
-        for p in (self.sock, self.ctl, self.pidfile):
-            try:
-                os.unlink(p)
-            except FileNotFoundError:
-                pass
-        self.starts += 1
-        self._log = open(self.log_path, "w")
-        self.proc = subprocess.Popen(self.argv(), stdin=subprocess.DEVNULL, stdout=self._log,
-                                     stderr=subprocess.STDOUT, env=TOOL_ENV)
-        deadline = time.monotonic() + timeout
-        while True:
-            rc = self.proc.poll()
-            if rc is not None:
-                self._close_log()
-                self.proc = None
-                return rc, self.log()
-            if (os.path.exists(self.sock) and os.path.exists(self.ctl) and
-                    os.path.exists(self.pidfile) and os.path.getsize(self.pidfile) > 0):
-                return None
-            if time.monotonic() > deadline:
-                self.kill()
-                raise AssertionError("nbdkit did not become ready within %.0fs: %s\n%s" % (
-                    timeout, " ".join(self.argv()), self.log()))
-            time.sleep(0.005)
+        self.spawn()
+        status = self.wait_ready(timeout)
+        if status is None:
+            return None
+        self.proc = None
+        return status, self.log()
 
     def start_or_fail(self):
         r = self.start()
         if r is not None:
             raise AssertionError("nbdkit exited with status %d at start: %s\n%s" % (
                 r[0], " ".join(self.argv()), r[1]))
-
-    @property
-    def pid(self):
-        return self.proc.pid if self.proc is not None else None
-
-    def alive(self):
-        return self.proc is not None and self.proc.poll() is None
 
     def kill(self):
         """SIGKILL, and wait until it is gone."""
@@ -174,44 +114,16 @@ class Nbdkit:
                 pass
             self.proc.wait(timeout=10)
             self.proc = None
-        self._close_log()
 
     def stop(self):
-        """SIGTERM (a clean shutdown), SIGKILL if that takes too long."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=10)
+        super().stop()
         self.proc = None
-        self._close_log()
-
-    def _close_log(self):
-        if self._log is not None:
-            self._log.close()
-            self._log = None
-
-    def log(self):
-        try:
-            with open(self.log_path) as f:
-                return f.read()
-        except OSError:
-            return ""
 
     # ---- NBD ---------------------------------------------------------------
 
-    def uri(self, export):
-        return "nbd+unix:///%s?socket=%s" % (export, self.sock)
-
     def connect(self, export, meta_context=False):
-        h = nbd.NBD()
-        h.set_handle_name("crash-" + export)
-        if meta_context:
-            h.add_meta_context(nbd.CONTEXT_BASE_ALLOCATION)
-        h.connect_uri(self.uri(export))
-        return h
+        """A handle on `export` that the caller closes (close_handle)."""
+        return self.new_handle(export, meta_context)
 
     def read_export(self, export, chunk=1 * MiB):
         """Every byte of an export, and its size."""
@@ -226,62 +138,23 @@ class Nbdkit:
             close_handle(h)
 
     def allocation(self, export, block_size):
-        """base:allocation flags of every block of an export, as a list."""
+        """base:allocation flags of every block of an export, as a list.
+        Extents should come in whole blocks; a block split between extents
+        gets the first one's flags."""
         h = self.connect(export, meta_context=True)
         try:
-            size = h.get_size()
             flags = []
-            pos = 0
-            while pos < size:
-                got = []
-
-                def cb(metacontext, off, entries, err, got=got):
-                    if metacontext == nbd.CONTEXT_BASE_ALLOCATION:
-                        got.extend(entries)
-                    return 0
-
-                h.block_status(size - pos, pos, cb)
-                if not got:
-                    raise AssertionError("block_status of %s at %d returned nothing" % (export, pos))
-                for i in range(0, len(got), 2):
-                    n, f = got[i], got[i + 1]
-                    n = min(n, size - pos)
-                    if n == 0:
-                        break
-                    if pos % block_size or n % block_size:
-                        # Extents should come in whole blocks; record per block
-                        # conservatively (the first flags win).
-                        pass
-                    first = pos // block_size
-                    last = (pos + n - 1) // block_size
-                    while len(flags) <= last:
-                        flags.append(None)
-                    for b in range(first, last + 1):
-                        if flags[b] is None:
-                            flags[b] = f
-                    pos += n
-                    if pos >= size:
-                        break
+            for pos, n, f in thinsim_testlib.allocation_runs(h, h.get_size()):
+                first = pos // block_size
+                last = (pos + n - 1) // block_size
+                while len(flags) <= last:
+                    flags.append(None)
+                for b in range(first, last + 1):
+                    if flags[b] is None:
+                        flags[b] = f
             return flags
         finally:
             close_handle(h)
-
-    # ---- CLI ---------------------------------------------------------------
-
-    def cli(self, *args, json_output=True, timeout=COMMAND_TIMEOUT):
-        argv = [CLI, "--socket", self.ctl] + (["--json"] if json_output else []) + list(args)
-        return run(argv, timeout=timeout)
-
-    def cli_json(self, *args):
-        proc = self.cli(*args)
-        if proc.returncode != 0:
-            raise AssertionError("thinsim %s failed (exit %d): %s" % (
-                " ".join(args), proc.returncode, proc.stderr.strip()))
-        try:
-            return json.loads(proc.stdout)
-        except ValueError as e:
-            raise AssertionError("thinsim --json %s printed no JSON (%s): %r" % (
-                " ".join(args), e, proc.stdout))
 
 
 def close_handle(h):

@@ -91,7 +91,7 @@ def build_pristine(tmp, pool):
 
 
 def run(srv, *args):
-    proc = srv.cli(*args, json_output=False)
+    proc = srv.cli_run(*args, json_output=False)
     if proc.returncode != 0:
         raise Failure("thinsim %s failed (exit %d): %s" % (" ".join(args), proc.returncode,
                                                           proc.stderr.strip()))
@@ -122,8 +122,8 @@ def add_interrupted_commit(pool):
 
 
 def read_all(srv):
-    vols = srv.cli_json("ls")
-    st = srv.cli_json("status")
+    vols = srv.cli("ls")
+    st = srv.cli("status")
     out = {}
     for v in vols:
         out[v["name"]] = srv.read_export(v["name"])

@@ -422,7 +422,7 @@ class Iteration:
             self.model.snapshots[name] = snap
         snap.issue = self.model.tick()
         args = ["snapshot", source, name] + (["--read-only"] if snap.read_only else [])
-        proc = self.server.cli(*args, json_output=False)
+        proc = self.server.cli_run(*args, json_output=False)
         reply = self.model.tick()
         if proc.returncode == 0:
             with self.model.lock:
@@ -443,7 +443,7 @@ class Iteration:
 
     def delete_snapshot(self, snap):
         snap.state = "deleting"
-        proc = self.server.cli("delete", snap.name, json_output=False)
+        proc = self.server.cli_run("delete", snap.name, json_output=False)
         if proc.returncode == 0:
             with self.model.lock:
                 del self.model.snapshots[snap.name]
@@ -457,8 +457,8 @@ class Iteration:
 
     def provision(self, rng):
         first, n = self.pick_range(rng)
-        proc = self.server.cli("provision", "vol0", str(first * SECTOR), str(n * SECTOR),
-                               json_output=False)
+        proc = self.server.cli_run("provision", "vol0", str(first * SECTOR), str(n * SECTOR),
+                                   json_output=False)
         if proc.returncode == 0:
             self.count("provision")
         else:
@@ -597,7 +597,7 @@ class CrashTest:
         t0 = time.monotonic()
         m = self.model
         srv = self.server
-        vols = srv.cli_json("ls")
+        vols = srv.cli("ls")
         names = {v["name"]: v for v in vols}
         if "vol0" not in names:
             self.fail("%s: vol0 is missing; volumes: %s" % (when, sorted(names)))
@@ -697,8 +697,8 @@ class CrashTest:
                               must_in[:4], must_out[:4]))
 
     def check_counters(self, when, vols, base):
-        st = self.server.cli_json("status")
-        vols = self.server.cli_json("ls")
+        st = self.server.cli("status")
+        vols = self.server.cli("ls")
         problems = []
         total, used, free, reserved = (st["total_blocks"], st["used_blocks"],
                                        st["free_blocks"], st["reserved_blocks"])

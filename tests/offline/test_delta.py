@@ -24,7 +24,7 @@ class Delta(lib.TestCase):
         for vb in list(range(0, 10)) + [70, 71, 72]:
             a.pwrite(lib.pattern(BS, vb), vb * BS)
         a.flush()
-        server.cli("snapshot", "A", "B")
+        server.cli_text("snapshot", "A", "B")
         b = server.connect("B")
         a.pwrite(lib.pattern(2 * BS, 1000), 2 * BS)   # 2..3 differ
         a.trim(2 * BS, 5 * BS)                        # 5..6 only in B
@@ -34,7 +34,7 @@ class Delta(lib.TestCase):
         b.pwrite(lib.pattern(BS, 3001), 71 * BS)      # 71 differs (B broke sharing)
         a.flush()
         b.flush()
-        server.cli("create", "C", "1M")
+        server.cli_text("create", "C", "1M")
         server.stop()
 
     def delta(self, left, right):

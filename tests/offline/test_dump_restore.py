@@ -64,7 +64,7 @@ class DumpRestore(lib.TestCase):
         h = server.connect("vol0")
         h.pwrite(lib.pattern(BS, 999), 5 * BS)
         h.flush()
-        server.cli("snapshot", "vol0", "snap3")
+        server.cli_text("snapshot", "vol0", "snap3")
         server.stop()
         self.assertClean()
 

@@ -5,15 +5,9 @@ with libnbd's Python module and drives it with the real `thinsim` CLI (and
 raw control-socket JSON where the CLI hides something, such as the error
 object). Nothing is mocked.
 
-Run with /usr/bin/python3: Debian's python3-libnbd is only importable there.
-Paths come from the environment (tests/reservation/CMakeLists.txt sets them):
-
-  THINSIM_PLUGIN   nbdkit-thinsim-plugin.so  (default build/plugin/...)
-  THINSIM_CLI      the thinsim CLI           (default build/tools/thinsim)
-  THINSIM_NBDKIT   the nbdkit binary         (default: nbdkit on PATH)
-
-This file is self-contained on purpose: tests/integration/lib.py belongs to
-the integration suite and may change under it.
+Built on tests/common/thinsim_testlib.py (paths, command runs, the control
+socket, nbdkit servers; its docstring says how to run the tests); this module
+adds the reservation checks and re-exports the rest for the scenarios.
 
 Every number a scenario checks is worked out by hand in the scenario, with
 the SPEC section 5 formula written next to it:
@@ -31,37 +25,19 @@ oldest owner (pool/reservation.cc VolumeReservedLocked).
 import errno
 import json
 import os
-import shutil
-import signal
-import socket
 import subprocess
 import sys
-import tempfile
 import threading
 import time
-import unittest
 
-try:
-    import nbd
-except ImportError:  # pragma: no cover - depends on the interpreter
-    sys.stderr.write("rlib.py: cannot import libnbd's Python module 'nbd'; run the tests with "
-                     "/usr/bin/python3 (Debian's python3-libnbd)\n")
-    raise
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "common"))
+import thinsim_testlib  # noqa: E402
+# Re-exported: the scenarios use them as rlib.NAME or import them from here.
+from thinsim_testlib import (  # noqa: E402,F401
+    CLI, TOOL_ENV, ControlConnection, KiB, allocation_runs, main, nbd)
+from thinsim_testlib import flag_names as flag_name  # noqa: E402,F401
 
-REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
-PLUGIN = os.environ.get("THINSIM_PLUGIN") or os.path.join(REPO, "build", "plugin",
-                                                          "nbdkit-thinsim-plugin.so")
-CLI = os.environ.get("THINSIM_CLI") or os.path.join(REPO, "build", "tools", "thinsim")
-NBDKIT = os.environ.get("THINSIM_NBDKIT") or "nbdkit"
-
-KiB = 1024
-MiB = 1024 * KiB
 BS = 64 * KiB  # every scenario uses block-size=64K unless it says otherwise
-
-START_TIMEOUT = 10.0
-COMMAND_TIMEOUT = 30.0
-# nbdkit's Python wrappers and our subprocesses must find /usr/bin/python3.
-TOOL_ENV = dict(os.environ, PATH="/usr/bin:" + os.environ.get("PATH", ""))
 
 
 def block(seed, length=BS):
@@ -71,43 +47,6 @@ def block(seed, length=BS):
 
 
 ZERO = bytes(BS)
-
-
-class ControlConnection:
-    """One raw connection to the control socket: JSON lines both ways."""
-
-    def __init__(self, path, timeout=COMMAND_TIMEOUT):
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.settimeout(timeout)
-        self.sock.connect(path)
-        self.buf = b""
-
-    def close(self):
-        try:
-            self.sock.close()
-        except OSError:
-            pass
-
-    def read_line(self):
-        while b"\n" not in self.buf:
-            chunk = self.sock.recv(65536)
-            if not chunk:
-                return None
-            self.buf += chunk
-        line, self.buf = self.buf.split(b"\n", 1)
-        return json.loads(line)
-
-    def request(self, execute, arguments=None):
-        req = {"execute": execute}
-        if arguments is not None:
-            req["arguments"] = arguments
-        self.sock.sendall(json.dumps(req).encode() + b"\n")
-        while True:
-            reply = self.read_line()
-            if reply is None:
-                raise AssertionError("control socket closed instead of answering %s" % execute)
-            if "event" not in reply:
-                return reply
 
 
 class EventStream:
@@ -170,91 +109,21 @@ def is_mode(mode):
     return lambda ev: ev.get("event") == "POOL_MODE" and ev.get("data", {}).get("mode") == mode
 
 
-class Server:
-    """`nbdkit -f -U SOCK PLUGIN params... control=CTL` in its own /tmp dir."""
+class Server(thinsim_testlib.Server):
+    """thinsim_testlib.Server with `thinsim events` streams (stopped first by
+    stop()) and the CLI's view of the pool and its volumes."""
+
+    tmp_prefix = "thinsim-res-"
 
     def __init__(self, *params, nbdkit_args=()):
-        self.params = list(params)
-        self.tmp = tempfile.mkdtemp(prefix="thinsim-res-", dir="/tmp")
-        self.sock = os.path.join(self.tmp, "nbd.sock")
-        self.ctl = os.path.join(self.tmp, "ctl.sock")
-        self.log_path = os.path.join(self.tmp, "nbdkit.log")
-        self.pidfile = os.path.join(self.tmp, "nbdkit.pid")
-        self.nbdkit_args = list(nbdkit_args)
-        self.proc = None
-        self.handles = []
+        super().__init__(*params, nbdkit_args=nbdkit_args)
         self.streams = []
-        self._log = None
-
-    def argv(self):
-        return ([NBDKIT, "-f", "--exit-with-parent", "-U", self.sock, "-P", self.pidfile] +
-                self.nbdkit_args + [PLUGIN] + self.params + ["control=" + self.ctl])
-
-    def start(self, expect_failure=False):
-        for path, what in ((PLUGIN, "THINSIM_PLUGIN"), (CLI, "THINSIM_CLI")):
-            if not os.path.exists(path):
-                raise AssertionError("%s does not exist (set %s or build it)" % (path, what))
-        self._log = open(self.log_path, "w")
-        self.proc = subprocess.Popen(self.argv(), stdin=subprocess.DEVNULL, stdout=self._log,
-                                     stderr=subprocess.STDOUT, env=TOOL_ENV)
-        deadline = time.monotonic() + START_TIMEOUT
-        while True:
-            if self.proc.poll() is not None:
-                if expect_failure:
-                    return self.proc.returncode
-                raise AssertionError("nbdkit exited with %d before it was ready: %s\n%s" % (
-                    self.proc.returncode, " ".join(self.argv()), self.log()))
-            if (not expect_failure and os.path.exists(self.sock) and os.path.exists(self.ctl)
-                    and os.path.exists(self.pidfile) and os.path.getsize(self.pidfile) > 0):
-                return self
-            if time.monotonic() > deadline:
-                raise AssertionError("nbdkit %s within %.0fs\n%s" % (
-                    "did not exit" if expect_failure else "was not ready", START_TIMEOUT,
-                    self.log()))
-            time.sleep(0.02)
 
     def stop(self):
         for s in self.streams:
             s.stop()
         self.streams = []
-        for h in self.handles:
-            try:
-                h.shutdown()
-            except Exception:
-                pass
-        self.handles = []
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=5)
-        if self._log is not None:
-            self._log.close()
-            self._log = None
-        shutil.rmtree(self.tmp, ignore_errors=True)
-
-    def log(self):
-        try:
-            with open(self.log_path) as f:
-                return f.read()
-        except OSError:
-            return ""
-
-    # ---- NBD ----------------------------------------------------------------
-
-    def uri(self, export):
-        return "nbd+unix:///%s?socket=%s" % (export, self.sock)
-
-    def connect(self, export):
-        """A writable NBD connection to `export` (it activates the volume)."""
-        h = nbd.NBD()
-        h.set_handle_name("res-" + export)
-        h.add_meta_context(nbd.CONTEXT_BASE_ALLOCATION)
-        h.connect_uri(self.uri(export))
-        self.handles.append(h)
-        return h
+        super().stop()
 
     def disconnect(self, h, name):
         """Closes `h` and waits until the server has closed it (the volume's
@@ -268,30 +137,10 @@ class Server:
                 raise AssertionError("server still counts the connection to %s" % name)
             time.sleep(0.01)
 
-    # ---- control --------------------------------------------------------------
-
-    def control(self, execute, arguments=None):
-        c = ControlConnection(self.ctl)
-        try:
-            return c.request(execute, arguments)
-        finally:
-            c.close()
-
     def events(self):
         s = EventStream(self)
         self.streams.append(s)
         return s
-
-    def cli_run(self, *args, timeout=COMMAND_TIMEOUT):
-        argv = [CLI, "--socket", self.ctl, "--json"] + list(args)
-        return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, env=TOOL_ENV)
-
-    def cli(self, *args, timeout=COMMAND_TIMEOUT):
-        p = self.cli_run(*args, timeout=timeout)
-        if p.returncode != 0:
-            raise AssertionError("thinsim %s failed (exit %d): %s" % (
-                " ".join(args), p.returncode, p.stderr.strip()))
-        return json.loads(p.stdout)
 
     def status(self):
         return self.cli("status")
@@ -347,41 +196,13 @@ def wait_mode(srv, mode, timeout=10):
 def extents(h, length, offset=0):
     """base:allocation flags for each BS block of [offset, offset+length)."""
     flags = []
-    pos, end = offset, offset + length
-    while pos < end:
-        got = []
-
-        def cb(metacontext, off, entries, err):
-            if metacontext == nbd.CONTEXT_BASE_ALLOCATION:
-                got.extend(entries)
-            return 0
-
-        h.block_status(end - pos, pos, cb)
-        if not got:
-            raise AssertionError("block_status at %d returned nothing" % pos)
-        for i in range(0, len(got), 2):
-            n, f = min(got[i], end - pos), got[i + 1]
-            for _ in range(n // BS):
-                flags.append(f)
-            pos += n
-            if pos >= end:
-                break
+    for _, n, f in allocation_runs(h, length, offset):
+        flags.extend([f] * (n // BS))
     return flags
 
 
-def flag_name(f):
-    names = [n for bit, n in ((nbd.STATE_HOLE, "HOLE"), (nbd.STATE_ZERO, "ZERO")) if f & bit]
-    return "|".join(names) or "DATA"
-
-
-class TestCase(unittest.TestCase):
-    maxDiff = None
-
-    def start_server(self, *params, **kw):
-        srv = Server(*params, **kw)
-        self.addCleanup(srv.stop)
-        srv.start()
-        return srv
+class TestCase(thinsim_testlib.TestCase):
+    server_class = Server
 
     # ---- the reservation checks ---------------------------------------------
 
@@ -448,6 +269,3 @@ class TestCase(unittest.TestCase):
                 self.fail("%s: block %d reads %r..., want %r..." % (
                     what, first + i, got[i * BS:i * BS + 12], want[:12]))
 
-
-def main():
-    unittest.main(verbosity=2)

@@ -22,7 +22,7 @@ class FullStrategyRefusesUnbackableVolumes(rlib.TestCase):
         # 2M = 32 vblocks, all guaranteed from creation; 16 free.
         srv = rlib.Server("size=1M", "block-size=64K", "volume=big:2M:full")
         self.addCleanup(srv.stop)
-        rc = srv.start(expect_failure=True)
+        rc, _ = srv.start_refused()
         self.assertNotEqual(rc, 0)
         self.assertIn("volume big: volume 'big' (strategy full) needs 32 more reserved block(s), "
                       "but only 16 are free and unreserved (16 free, 0 reserved)", srv.log())

@@ -1,8 +1,8 @@
 #!/usr/bin/python3
 """Runs stress_client (tests/stress/stress_client.cc) against a fresh nbdkit.
 
-Starts the real nbdkit with the plugin (tests/integration/lib.py's Server)
-with two volumes, runs the client, stops the server, and then:
+Starts the real nbdkit with the plugin (tests/common/thinsim_testlib.py's
+Server) with two volumes, runs the client, stops the server, and then:
   * for a persistent pool, runs the offline `thinsim check` on it;
   * with --tsan, starts nbdkit with the ThreadSanitizer runtime preloaded
     (the plugin is built with -fsanitize=thread, nbdkit is not) and fails if
@@ -18,7 +18,7 @@ Everything random comes from one seed, printed first:
 Paths (CMake sets them): THINSIM_PLUGIN, THINSIM_CLI, THINSIM_STRESS_CLIENT,
 THINSIM_TSAN_RUNTIME (else `gcc -print-file-name=libtsan.so`).
 
-Run with /usr/bin/python3 (lib.py needs Debian's libnbd module).
+Run with /usr/bin/python3 (thinsim_testlib.py needs Debian's libnbd module).
 """
 
 import argparse
@@ -31,8 +31,8 @@ import sys
 import tempfile
 import time
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "integration"))
-import lib  # noqa: E402
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "common"))
+import thinsim_testlib as lib  # noqa: E402
 
 CLIENT = os.environ.get("THINSIM_STRESS_CLIENT") or os.path.join(
     lib.REPO, "build", "tests", "stress", "stress_client")
@@ -58,8 +58,8 @@ def norandom_prefix():
 
 
 class StressServer(lib.Server):
-    """lib.Server, optionally with the TSan runtime preloaded into nbdkit,
-    logging to a file that outlives stop()."""
+    """thinsim_testlib.Server, optionally with the TSan runtime preloaded into
+    nbdkit, logging to a file that outlives stop()."""
 
     def __init__(self, *params, log_path, tsan_env=None, **kw):
         super().__init__(*params, **kw)
