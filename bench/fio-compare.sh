@@ -42,6 +42,8 @@ usage() { sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//p}' "$0"; }
 die() { echo "fio-compare: $*" >&2; exit 1; }
 
 root="$(cd "$(dirname "$0")/.." && pwd)"
+# shellcheck source=bench/lib.sh
+. "$root/bench/lib.sh"
 runtime=10
 size=1G
 block_size=""
@@ -66,21 +68,6 @@ while (($#)); do
   esac
   shift
 done
-
-# SIZE with an optional K/M/G/T suffix (powers of 1024, as nbdkit and fio
-# read them) -> bytes.
-to_bytes() {
-  local s="$1" n unit
-  [[ "$s" =~ ^([0-9]+)([KkMmGgTt]?)$ ]] || die "bad size '$s' (want a number with K, M, G or T)"
-  n="${BASH_REMATCH[1]}" unit="${BASH_REMATCH[2]}"
-  case "$unit" in
-    "") echo "$n" ;;
-    [Kk]) echo $((n << 10)) ;;
-    [Mm]) echo $((n << 20)) ;;
-    [Gg]) echo $((n << 30)) ;;
-    [Tt]) echo $((n << 40)) ;;
-  esac
-}
 
 [[ "$runtime" =~ ^[1-9][0-9]*$ ]] || die "--runtime wants a positive number of seconds, got '$runtime'"
 size_bytes="$(to_bytes "$size")"
@@ -128,36 +115,6 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-# start_server NAME ARGS... : starts nbdkit on $tmp/NAME.sock in the
-# background and waits until it accepts connections (its pid file appears).
-start_server() {
-  local name="$1" pid i
-  shift
-  rm -f "$tmp/$name.sock" "$tmp/$name.pid"
-  nbdkit --exit-with-parent -P "$tmp/$name.pid" -U "$tmp/$name.sock" "$@" \
-    >"$tmp/$name.log" 2>&1 &
-  pid=$!
-  server_pids+=("$pid")
-  for ((i = 0; i < 200; i++)); do
-    [[ -s "$tmp/$name.pid" ]] && return 0
-    if ! kill -0 "$pid" 2>/dev/null; then
-      cat "$tmp/$name.log" >&2
-      die "nbdkit ($name) exited at start"
-    fi
-    sleep 0.05
-  done
-  cat "$tmp/$name.log" >&2
-  die "nbdkit ($name) did not start within 10 s"
-}
-
-stop_servers() {
-  local pid
-  for pid in "${server_pids[@]}"; do
-    kill "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-  done
-  server_pids=()
-}
 
 # Takes snapshot `vol0` -> `snap1` through the control socket: with the CLI if
 # it is built, else by speaking the control protocol with socat.

@@ -57,6 +57,8 @@ die() { echo "snapshot-load: $*" >&2; exit 1; }
 say() { echo "snapshot-load: $*" >&2; }
 
 root="$(cd "$(dirname "$0")/.." && pwd)"
+# shellcheck source=bench/lib.sh
+. "$root/bench/lib.sh"
 runtime=20
 parts="1,2"
 reps=5
@@ -89,20 +91,6 @@ while (($#)); do
   esac
   shift
 done
-
-# to_bytes 64K -> 65536 (K/M/G/T, powers of 1024).
-to_bytes() {
-  local v="$1" n mult=1
-  [[ "$v" =~ ^([0-9]+)([KkMmGgTt]?)$ ]] || die "bad size '$v'"
-  n="${BASH_REMATCH[1]}"
-  case "${BASH_REMATCH[2]}" in
-    K | k) mult=1024 ;;
-    M | m) mult=$((1024 * 1024)) ;;
-    G | g) mult=$((1024 * 1024 * 1024)) ;;
-    T | t) mult=$((1024 * 1024 * 1024 * 1024)) ;;
-  esac
-  echo $((n * mult))
-}
 
 [[ "$runtime" =~ ^[1-9][0-9]*$ ]] || die "--runtime must be a positive integer"
 [[ "$reps" =~ ^[1-9][0-9]*$ ]] || die "--reps must be a positive integer"
@@ -140,35 +128,6 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-# start_server NAME ARGS...: nbdkit on $tmp/NAME.sock, waits for its pid file.
-start_server() {
-  local name="$1" pid i
-  shift
-  rm -f "$tmp/$name.sock" "$tmp/$name.pid"
-  nbdkit --exit-with-parent -P "$tmp/$name.pid" -U "$tmp/$name.sock" "$@" \
-    >"$tmp/$name.log" 2>&1 &
-  pid=$!
-  server_pids+=("$pid")
-  for ((i = 0; i < 400; i++)); do
-    [[ -s "$tmp/$name.pid" ]] && return 0
-    if ! kill -0 "$pid" 2>/dev/null; then
-      cat "$tmp/$name.log" >&2
-      die "nbdkit ($name) exited at start"
-    fi
-    sleep 0.05
-  done
-  cat "$tmp/$name.log" >&2
-  die "nbdkit ($name) did not start within 20 s"
-}
-
-stop_servers() {
-  local pid
-  for pid in "${server_pids[@]}"; do
-    kill "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-  done
-  server_pids=()
-}
 
 ts() { "$cli" --socket "$tmp/thinsim.ctl" "$@"; }
 

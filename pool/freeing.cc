@@ -28,14 +28,20 @@ void Pool::RecycleLocked() {
   CheckLowWaterLocked();
 }
 
+std::vector<dblock_t> Pool::TakeDiscardsLocked() {
+  std::vector<dblock_t> batch;
+  batch.swap(to_discard_);
+  discards_pending_.store(false, std::memory_order_release);
+  discarding_ += batch.size();
+  return batch;
+}
+
 void Pool::DiscardFreedBlocks() {
   if (!discards_pending_.load(std::memory_order_acquire)) return;
   std::vector<dblock_t> batch;
   {
     std::unique_lock lock(meta_mu_);
-    batch.swap(to_discard_);
-    discards_pending_.store(false, std::memory_order_release);
-    discarding_ += batch.size();
+    batch = TakeDiscardsLocked();
   }
   if (batch.empty()) return;
   const uint64_t taken = batch.size();
@@ -46,11 +52,8 @@ void Pool::DiscardFreedBlocks() {
 }
 
 void Pool::DiscardFreedBlocksLocked() {
-  std::vector<dblock_t> batch;
-  batch.swap(to_discard_);
-  discards_pending_.store(false, std::memory_order_release);
+  std::vector<dblock_t> batch = TakeDiscardsLocked();
   const uint64_t taken = batch.size();
-  discarding_ += taken;
   RecycleDiscardedLocked(DiscardRuns(std::move(batch)), taken);
 }
 

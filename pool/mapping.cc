@@ -146,11 +146,8 @@ void MappingTable::Resize(vblock_t new_nr_vblocks) {
 }
 
 size_t MappingTable::MemoryUsage() const {
-  size_t bytes = chunks_.capacity() * sizeof(Chunk*);
-  for (const Chunk* c : chunks_) {
-    if (c != nullptr) bytes += c->MemoryUsage();
-  }
-  return bytes;
+  std::unordered_set<const Chunk*> counted;  // a table holds each chunk once
+  return MemoryUsage(&counted);
 }
 
 size_t MappingTable::MemoryUsage(std::unordered_set<const Chunk*>* counted) const {

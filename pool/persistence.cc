@@ -381,14 +381,23 @@ void Pool::FinishCommitLocked(const Status& s, uint64_t number) {
   discards_pending_.store(true, std::memory_order_release);
 }
 
-Status Pool::CommitLocked() {
-  if (!journal_) return store_->Flush();
-  if (mode_ == PoolMode::kFail) return Status::IOError("pool failed: " + read_only_reason_);
-  std::string records;
-  uint64_t number = CaptureTxnLocked(&records);
-  // Data first: a committed mapping must never point at unwritten data.
+Status Pool::SyncAndLog(const std::string& records) {
   Status s = store_->Flush();
   if (s.ok() && !records.empty()) s = journal_->Commit(records);
+  return s;
+}
+
+Status Pool::RefuseIfFailedLocked() const {
+  if (mode_ == PoolMode::kFail) return Status::IOError("pool failed: " + read_only_reason_);
+  return Status::OK();
+}
+
+Status Pool::CommitLocked() {
+  if (!journal_) return store_->Flush();
+  THINSIM_RETURN_IF_ERROR(RefuseIfFailedLocked());
+  std::string records;
+  uint64_t number = CaptureTxnLocked(&records);
+  Status s = SyncAndLog(records);
   FinishCommitLocked(s, number);
   if (!s.ok()) return s;
   if (journal_->log_bytes() > kCheckpointLogBytes) {
@@ -407,14 +416,13 @@ Status Pool::CommitConcurrently() {
     // A checkpoint encodes the whole in-core state, which must then be the
     // committed state: it cannot run while requests change it.
     if (journal_->log_bytes() > kCheckpointLogBytes) return CommitLocked();
-    if (mode_ == PoolMode::kFail) return Status::IOError("pool failed: " + read_only_reason_);
+    THINSIM_RETURN_IF_ERROR(RefuseIfFailedLocked());
     number = CaptureTxnLocked(&records);
   }
   // Every mapping captured points at data written before the capture (data
   // moves before its mapping is installed), so this sync covers it; what
   // requests write from now on belongs to the next transaction.
-  Status s = store_->Flush();
-  if (s.ok() && !records.empty()) s = journal_->Commit(records);
+  Status s = SyncAndLog(records);
   std::unique_lock lock(meta_mu_);
   FinishCommitLocked(s, number);
   return s;
@@ -434,7 +442,7 @@ Status Pool::Commit() {
 Status Pool::Flush() { return Commit(); }
 
 Status Pool::RefuseIfReadOnlyLocked() const {
-  if (mode_ == PoolMode::kFail) return Status::IOError(read_only_reason_);
+  THINSIM_RETURN_IF_ERROR(RefuseIfFailedLocked());
   if (!read_only_reason_.empty()) return Status::ReadOnly(read_only_reason_);
   return Status::OK();
 }

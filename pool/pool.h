@@ -273,8 +273,13 @@ class Pool {
   // Encodes the open transaction into `records`, starts a new one, and
   // moves the blocks it freed to committing_. Returns the commit's number.
   uint64_t CaptureTxnLocked(std::string* records);
-  // After the data sync and the log write of commit `number`.
+  // Data first, then the log: a committed mapping must never point at
+  // unwritten data. Empty `records`: only the data sync (a FLUSH).
+  Status SyncAndLog(const std::string& records);
+  // After SyncAndLog of commit `number`.
   void FinishCommitLocked(const Status& s, uint64_t number);
+  // IOError once a commit has failed.
+  Status RefuseIfFailedLocked() const;
   Status RefuseIfReadOnlyLocked() const;
   void CommitterLoop(uint32_t seconds);
 
@@ -355,6 +360,9 @@ class Pool {
   void DiscardFreedBlocks();
   // The same under meta_mu_ (exclusive): an allocation needs them now.
   void DiscardFreedBlocksLocked();
+  // Moves to_discard_ to the caller, counting it in discarding_ until
+  // RecycleDiscardedLocked.
+  std::vector<dblock_t> TakeDiscardsLocked();
   // Discards `blocks` in runs; returns those it discarded (a failed discard
   // leaves old bytes, so such a block is never reused).
   std::vector<dblock_t> DiscardRuns(std::vector<dblock_t> blocks);

@@ -306,10 +306,11 @@ Status Pool::ApplyRange(Volume& v, uint64_t len, uint64_t offset, Intent intent,
   // the other volume. Commit first; then the block is exclusive on disk too.
   // (dm-thin decides sharing from snapshot times rather than counts, so it
   // copies such blocks instead.)
-  const bool overwrites = std::any_of(steps.begin(), steps.end(), [](const Step& s) {
-    return s.kind == Step::kInPlace && s.write_data;
-  });
-  if (overwrites && InPlaceNeedsCommit(v)) THINSIM_RETURN_IF_ERROR(Commit());
+  if (InPlaceNeedsCommit(v) && std::any_of(steps.begin(), steps.end(), [](const Step& s) {
+        return s.kind == Step::kInPlace && s.write_data;
+      })) {
+    THINSIM_RETURN_IF_ERROR(Commit());
+  }
   if (needed > 0) {
     std::unique_lock lock(meta_mu_);
     THINSIM_RETURN_IF_ERROR(AllocateBlocks(lock, v, &steps));

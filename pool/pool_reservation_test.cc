@@ -14,22 +14,12 @@
 #include <gtest/gtest.h>
 
 #include "pool/pool.h"
+#include "pool/status_test_util.h"
 
 namespace thinsim {
 namespace {
 
 constexpr uint32_t kBS = 4096;
-
-#define EXPECT_CODE(expr, code_)                                                     \
-  do {                                                                               \
-    Status _s = (expr);                                                              \
-    EXPECT_EQ(_s.code(), ErrorCode::code_) << #expr << " gave " << _s.ToString();  \
-  } while (0)
-#define ASSERT_OK(expr)                                         \
-  do {                                                          \
-    Status _s = (expr);                                         \
-    ASSERT_TRUE(_s.ok()) << #expr << " gave " << _s.ToString(); \
-  } while (0)
 
 class ReservationTest : public ::testing::Test {
  protected:

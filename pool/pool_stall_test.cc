@@ -90,12 +90,16 @@ class GatedStore : public DataStore {
   Gate* flush_gate_;
 };
 
-PoolOptions GatedOptions(uint64_t blocks, Gate* discard_gate, Gate* flush_gate) {
+// A pool whose store is a GatedStore; `store`, if given, receives it.
+PoolOptions GatedOptions(uint64_t blocks, Gate* discard_gate, Gate* flush_gate,
+                         GatedStore** store = nullptr) {
   PoolOptions o;
   o.block_size = kBS;
   o.size = blocks * kBS;
   o.wrap_store = [=](std::unique_ptr<DataStore> base) -> std::unique_ptr<DataStore> {
-    return std::make_unique<GatedStore>(std::move(base), discard_gate, flush_gate);
+    auto gated = std::make_unique<GatedStore>(std::move(base), discard_gate, flush_gate);
+    if (store != nullptr) *store = gated.get();
+    return gated;
   };
   return o;
 }
@@ -203,12 +207,8 @@ class PoolCommitStallTest : public ::testing::Test {
 
 TEST_F(PoolCommitStallTest, RequestsAndSnapshotsRunWhileACommitSyncs) {
   Gate flush;
-  bool gated = true;
-  PoolOptions o = GatedOptions(256, nullptr, nullptr);
+  PoolOptions o = GatedOptions(256, nullptr, &flush);
   o.dir = dir_;
-  o.wrap_store = [&](std::unique_ptr<DataStore> base) -> std::unique_ptr<DataStore> {
-    return std::make_unique<GatedStore>(std::move(base), nullptr, gated ? &flush : nullptr);
-  };
   {
     std::unique_ptr<Pool> pool;
     ASSERT_TRUE(Pool::Open(o, &pool).ok());
@@ -235,7 +235,7 @@ TEST_F(PoolCommitStallTest, RequestsAndSnapshotsRunWhileACommitSyncs) {
     EXPECT_TRUE(pool->Flush().ok());
     EXPECT_TRUE(pool->TEST_CheckCounters().ok());
   }
-  gated = false;
+  o.wrap_store = nullptr;  // reopen with the plain store
   std::unique_ptr<Pool> pool;
   ASSERT_TRUE(Pool::Open(o, &pool).ok());
   EXPECT_EQ(ReadBlocks(pool.get(), "vol", 0, 2), Bytes(2 * kBS, 0x33));
@@ -278,13 +278,8 @@ TEST_F(PoolCommitStallTest, BlocksFreedDuringACommitWaitForTheNextOne) {
 TEST_F(PoolCommitStallTest, AFailedCommitFailsWaitingWritesAndThePoolStaysFailed) {
   Gate flush;
   GatedStore* store = nullptr;
-  PoolOptions o = GatedOptions(16, nullptr, nullptr);
+  PoolOptions o = GatedOptions(16, nullptr, &flush, &store);
   o.dir = dir_;
-  o.wrap_store = [&](std::unique_ptr<DataStore> base) -> std::unique_ptr<DataStore> {
-    auto s = std::make_unique<GatedStore>(std::move(base), nullptr, &flush);
-    store = s.get();
-    return s;
-  };
   std::unique_ptr<Pool> pool;
   ASSERT_TRUE(Pool::Open(o, &pool).ok());
   ASSERT_TRUE(pool->CreateVolume("a", 16 * kBS, std::nullopt).ok());
@@ -325,13 +320,8 @@ std::unique_ptr<Pool> CrashCopy(const std::string& dir, const std::string& copy)
 
 TEST_F(PoolCommitStallTest, InPlaceOverwriteOfABlockUnsharedSinceTheLastCommitCommitsFirst) {
   GatedStore* store = nullptr;
-  PoolOptions o = GatedOptions(16, nullptr, nullptr);
+  PoolOptions o = GatedOptions(16, nullptr, nullptr, &store);
   o.dir = dir_ + "/pool";
-  o.wrap_store = [&](std::unique_ptr<DataStore> base) -> std::unique_ptr<DataStore> {
-    auto s = std::make_unique<GatedStore>(std::move(base), nullptr, nullptr);
-    store = s.get();
-    return s;
-  };
   std::filesystem::create_directory(o.dir);
   std::unique_ptr<Pool> pool;
   ASSERT_TRUE(Pool::Open(o, &pool).ok());

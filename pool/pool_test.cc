@@ -1,5 +1,6 @@
 // Unit tests of the engine's operations on small in-memory pools.
 #include "pool/pool.h"
+#include "pool/status_test_util.h"
 
 #include <unistd.h>
 
@@ -155,17 +156,6 @@ class PoolTest : public ::testing::Test {
 
   std::unique_ptr<Pool> pool_;
 };
-
-#define EXPECT_CODE(expr, code_)                                   \
-  do {                                                             \
-    Status _s = (expr);                                            \
-    EXPECT_EQ(_s.code(), ErrorCode::code_) << #expr << " gave " << _s.ToString(); \
-  } while (0)
-#define ASSERT_OK(expr)                                     \
-  do {                                                      \
-    Status _s = (expr);                                     \
-    ASSERT_TRUE(_s.ok()) << #expr << " gave " << _s.ToString(); \
-  } while (0)
 
 // ---- Opening and the control plane ------------------------------------------
 
