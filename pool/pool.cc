@@ -315,51 +315,68 @@ Status Pool::ResizeVolume(std::string_view name, uint64_t size) {
     if (found == nullptr) return Status::NotFound("no volume named '" + std::string(name) + "'");
     v = volumes_.at(found->id);
   }
+  // No write of this volume runs while it moves its end.
   std::unique_lock gate(v->io_gate);
   uint64_t old_size;
   {
-    std::shared_lock lock(meta_mu_);
-    // DeleteVolume may have removed it while we waited for the gate.
-    if (volumes_.count(v->id) == 0) return Status::NotFound("no volume named '" + std::string(name) + "'");
+    std::unique_lock lock(meta_mu_);
+    THINSIM_RETURN_IF_ERROR(RefuseResizeLocked(*v, size));
     old_size = v->size;
-    THINSIM_RETURN_IF_ERROR(RefuseIfReadOnlyLocked());
-    if (size > old_size && GuaranteeOfLocked(*v).all) {
-      int64_t added = static_cast<int64_t>(BlocksFor(size, block_size_) - v->map->nr_vblocks());
-      THINSIM_RETURN_IF_ERROR(AdmitLocked(added, "growing '" + v->name + "'"));
-    }
-    if (v->read_only) return Status::ReadOnly("'" + v->name + "' is a read-only snapshot");
-    if (size < old_size && v->connections > 0) {
-      return Status::Busy("cannot shrink volume '" + v->name + "' while it has " +
-                          std::to_string(v->connections) + " open connection(s)");
-    }
+    if (size <= old_size || old_size % block_size_ == 0) return SetSizeLocked(*v, size);
+    // The vblocks past the old end are claimed (and, if guaranteed,
+    // reserved) first, so that nothing can fail once the tail is zeroed.
+    THINSIM_RETURN_IF_ERROR(ResizeMapLocked(*v, BlocksFor(size, block_size_)));
   }
-  if (size > old_size && old_size % block_size_ != 0) {
-    // The old last block's tail may hold bytes from before an earlier
-    // shrink; they must read as zero once they are inside the volume again.
-    uint64_t tail_end = std::min<uint64_t>(size, BlocksFor(old_size, block_size_) * block_size_);
-    THINSIM_RETURN_IF_ERROR(ApplyRange(*v, tail_end - old_size, old_size, Intent::kZeroData,
-                                       nullptr, /*fast=*/false, /*gated=*/false));
-  }
+  // The old last block's tail may hold bytes from before an earlier shrink;
+  // they must read as zero once they are inside the volume again. The zero
+  // may need a block (the tail block may be shared); if it cannot get one,
+  // the claim is undone and nothing has changed.
+  const uint64_t tail_end = std::min<uint64_t>(size, BlocksFor(old_size, block_size_) * block_size_);
+  Status zeroed = ApplyRange(*v, tail_end - old_size, old_size, Intent::kZeroData, nullptr,
+                             /*fast=*/false, /*gated=*/false);
   std::unique_lock lock(meta_mu_);
   if (volumes_.count(v->id) == 0) return Status::NotFound("no volume named '" + std::string(name) + "'");
-  // A connection may have opened while the metadata lock was free.
-  if (size < old_size && v->connections > 0) {
-    return Status::Busy("cannot shrink volume '" + v->name + "' while it has " +
-                        std::to_string(v->connections) + " open connection(s)");
+  if (!zeroed.ok()) {
+    Status undone = ResizeMapLocked(*v, BlocksFor(old_size, block_size_));
+    assert(undone.ok());  // giving back vblocks that hold no block always fits
+    (void)undone;
+    return zeroed;
   }
-  const vblock_t new_blocks = BlocksFor(size, block_size_);
-  std::unique_lock vlock(v->map_mu);
-  const bool all = GuaranteeOfLocked(*v).all;
-  const int64_t added = static_cast<int64_t>(new_blocks) - static_cast<int64_t>(v->map->nr_vblocks());
-  if (all) THINSIM_RETURN_IF_ERROR(AdmitLocked(added, "growing '" + v->name + "'"));
-  if (added < 0) {
-    UnmapRangeLocked(*v, new_blocks, v->map->nr_vblocks() - 1);
-    RecycleLocked();
-  }
-  v->map->Resize(new_blocks);
-  if (all) reserved_ += added;
   v->size = size;
   NoteVolumeLocked(*v);
+  return Status::OK();
+}
+
+Status Pool::RefuseResizeLocked(const Volume& v, uint64_t size) const {
+  // DeleteVolume may have removed it while we waited for the gate.
+  if (volumes_.count(v.id) == 0) return Status::NotFound("no volume named '" + v.name + "'");
+  THINSIM_RETURN_IF_ERROR(RefuseIfReadOnlyLocked());
+  if (v.read_only) return Status::ReadOnly("'" + v.name + "' is a read-only snapshot");
+  if (size < v.size && v.connections > 0) {
+    return Status::Busy("cannot shrink volume '" + v.name + "' while it has " +
+                        std::to_string(v.connections) + " open connection(s)");
+  }
+  return Status::OK();
+}
+
+Status Pool::ResizeMapLocked(Volume& v, vblock_t new_blocks) {
+  std::unique_lock vlock(v.map_mu);
+  const bool all = GuaranteeOfLocked(v).all;
+  const int64_t added = static_cast<int64_t>(new_blocks) - static_cast<int64_t>(v.map->nr_vblocks());
+  if (all) THINSIM_RETURN_IF_ERROR(AdmitLocked(added, "growing '" + v.name + "'"));
+  if (added < 0) {
+    UnmapRangeLocked(v, new_blocks, v.map->nr_vblocks() - 1);
+    RecycleLocked();
+  }
+  v.map->Resize(new_blocks);
+  if (all) reserved_ += added;
+  return Status::OK();
+}
+
+Status Pool::SetSizeLocked(Volume& v, uint64_t size) {
+  THINSIM_RETURN_IF_ERROR(ResizeMapLocked(v, BlocksFor(size, block_size_)));
+  v.size = size;
+  NoteVolumeLocked(v);
   return Status::OK();
 }
 

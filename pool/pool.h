@@ -334,6 +334,15 @@ class Pool {
   uint64_t VolumeReservedLocked(const Volume& v) const;
   // Activation changes; REQUIRES: meta_mu_ exclusive.
   Status SetActiveStateLocked(Volume& v, bool pinned, uint32_t writable_connections);
+  // ---- Resize (pool.cc) ----
+  // Why `v` may not be resized to `size` now, or OK. REQUIRES: meta_mu_.
+  Status RefuseResizeLocked(const Volume& v, uint64_t size) const;
+  // Gives v's map `new_blocks` vblocks: admits and reserves what a
+  // guaranteed volume gains, unmaps what it loses. Leaves v.size (and so
+  // the volume's record) alone. REQUIRES: meta_mu_ exclusive.
+  Status ResizeMapLocked(Volume& v, vblock_t new_blocks);
+  // ResizeMapLocked, then v.size = size. REQUIRES: meta_mu_ exclusive.
+  Status SetSizeLocked(Volume& v, uint64_t size);
 
   // Mapping changes with exact counters. REQUIRES: meta_mu_ exclusive.
   void MapFreshLocked(Volume& v, vblock_t vb, dblock_t b, bool provisioned);
