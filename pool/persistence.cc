@@ -233,7 +233,8 @@ Status Pool::LoadImageLocked(const metadata::Image& image) {
       }
     });
   }
-  for (const auto& [chunk_image, c] : chunks) {
+  for (const auto& entry : chunks) {
+    Chunk* c = entry.second;  // not a structured binding: clang 14 cannot capture one
     c->ForEach([&](uint32_t i, dblock_t b, bool) { c->SetSole(i, space_map_->RefCount(b) == 1); });
   }
   RebuildCountersLocked();
@@ -243,7 +244,8 @@ Status Pool::LoadImageLocked(const metadata::Image& image) {
 void Pool::RebuildCountersLocked() {
   std::fill(guarantors_.begin(), guarantors_.end(), 0);
   reserved_ = 0;
-  for (auto& [id, v] : volumes_) {
+  for (auto& entry : volumes_) {
+    Volume* v = entry.second.get();  // not a structured binding: clang 14 cannot capture one
     v->nr_mapped = v->nr_exclusive = v->nr_provisioned = 0;
     Guarantee g = GuaranteeOfLocked(*v);
     for (size_t idx = 0; idx < v->map->nr_chunks(); ++idx) {
@@ -259,7 +261,8 @@ void Pool::RebuildCountersLocked() {
   }
   for (auto& [id, v] : volumes_) reserved_ += static_cast<int64_t>(UnmappedNeedLocked(*v));
   std::vector<bool> seen(space_map_->nr_blocks(), false);
-  for (auto& [id, v] : volumes_) {
+  for (auto& entry : volumes_) {
+    Volume* v = entry.second.get();
     for (size_t idx = 0; idx < v->map->nr_chunks(); ++idx) {
       const Chunk* c = v->map->chunk(idx);
       if (c == nullptr) continue;

@@ -115,7 +115,8 @@ std::vector<MappingRun> ChunkRuns(const ChunkImage& c) {
 
 std::vector<MappingRun> VolumeRuns(const VolumeImage& v) {
   std::vector<MappingRun> runs;
-  for (const auto& [index, c] : v.chunks) {
+  for (const auto& [chunk_index, c] : v.chunks) {
+    const uint64_t index = chunk_index;  // clang 14 cannot capture a structured binding
     ForEachEntry(*c, [&](uint32_t i, uint32_t b, bool prov) {
       uint64_t vb = index * kChunkEntries + i;
       if (runs.empty() || !runs.back().Extend(vb, b, prov)) runs.push_back({vb, b, 1, prov});
