@@ -12,6 +12,15 @@
 #ifndef THINSIM_SOURCE_DIR
 #define THINSIM_SOURCE_DIR ""
 #endif
+// From the installed bin directory to the directory holding the installed
+// fs_test/ and to the installed plugin directory
+// (cmake/ThinsimInstallDirs.cmake).
+#ifndef THINSIM_BIN_TO_FS_TEST
+#define THINSIM_BIN_TO_FS_TEST ""
+#endif
+#ifndef THINSIM_BIN_TO_PLUGINDIR
+#define THINSIM_BIN_TO_PLUGINDIR ""
+#endif
 
 namespace thinsim::cli {
 namespace {
@@ -36,6 +45,28 @@ std::string Dirname(const std::string& path) {
 std::string StripSlashes(std::string path) {
   while (path.size() > 1 && path.back() == '/') path.pop_back();
   return path;
+}
+
+// `path` with "." and ".." components resolved lexically (the installed
+// plugin directory is reached through "../lib/..."); messages then show a
+// plain path. Symlinks are left alone: self_exe has been resolved already.
+std::string Clean(const std::string& path) {
+  std::vector<std::string> parts;
+  std::size_t start = 0;
+  while (start <= path.size()) {
+    std::size_t end = path.find('/', start);
+    if (end == std::string::npos) end = path.size();
+    const std::string part = path.substr(start, end - start);
+    if (part == "..") {
+      if (!parts.empty()) parts.pop_back();
+    } else if (!part.empty() && part != ".") {
+      parts.push_back(part);
+    }
+    start = end + 1;
+  }
+  std::string out;
+  for (const std::string& part : parts) out += "/" + part;
+  return out.empty() ? "/" : out;
 }
 
 // The directory that holds fs_test/ (the one to put on PYTHONPATH), given
@@ -105,10 +136,21 @@ bool PlanFsTest(const std::vector<std::string>& fs_args, const FsTestEnvironment
              " holds no fs_test package (expected DIR/fs_test/__main__.py)";
     return false;
   }
+  // An installed thinsim has its harness at a fixed place relative to its
+  // own path, whatever the prefix (and after DESTDIR staging or a .deb); a
+  // built one has none there and uses the source tree it was built from.
+  bool installed = false;
+  const std::string bin_to_fs_test = THINSIM_BIN_TO_FS_TEST;
+  if (parent.empty() && !env.self_exe.empty() && !bin_to_fs_test.empty()) {
+    parent = PackageParent(Clean(Dirname(env.self_exe) + "/" + bin_to_fs_test));
+    installed = !parent.empty();
+  }
   const std::string source_dir = THINSIM_SOURCE_DIR;
   if (parent.empty() && !source_dir.empty()) parent = PackageParent(source_dir + "/tools");
   if (parent.empty()) {
-    *error = "cannot find the fs_test package (tools/fs_test in the source tree " +
+    *error = "cannot find the fs_test package (neither installed beside this thinsim, in " +
+             (env.self_exe.empty() ? std::string("?") : Dirname(env.self_exe)) + "/" +
+             bin_to_fs_test + ", nor tools/fs_test in the source tree " +
              (source_dir.empty() ? std::string("unknown") : source_dir) +
              "); set THINSIM_FS_TEST_DIR to the directory that holds fs_test/";
     return false;
@@ -120,11 +162,17 @@ bool PlanFsTest(const std::vector<std::string>& fs_args, const FsTestEnvironment
   launch->env.emplace_back("PYTHONPATH",
                            env.pythonpath.empty() ? parent : parent + ":" + env.pythonpath);
   if (env.plugin.empty() && !env.self_exe.empty()) {
-    // <build>/tools/thinsim -> <build>/plugin/nbdkit-thinsim-plugin.so
-    launch->env.emplace_back("THINSIM_PLUGIN",
-                             Dirname(Dirname(env.self_exe)) + "/plugin/nbdkit-thinsim-plugin.so");
+    // Installed: <bindir>/<bin-to-plugindir>/nbdkit-thinsim-plugin.so;
+    // built: <build>/tools/thinsim -> <build>/plugin/nbdkit-thinsim-plugin.so.
+    const std::string plugin_dir =
+        installed ? Clean(Dirname(env.self_exe) + "/" + THINSIM_BIN_TO_PLUGINDIR)
+                  : Dirname(Dirname(env.self_exe)) + "/plugin";
+    launch->env.emplace_back("THINSIM_PLUGIN", plugin_dir + "/nbdkit-thinsim-plugin.so");
   }
   if (env.cli.empty() && !env.self_exe.empty()) launch->env.emplace_back("THINSIM_CLI", env.self_exe);
+  // No __pycache__ in an installed (package-owned) directory: a root run
+  // would leave files there that `dpkg -r` does not know about.
+  if (installed) launch->env.emplace_back("PYTHONDONTWRITEBYTECODE", "1");
   return true;
 }
 

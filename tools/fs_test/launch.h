@@ -4,11 +4,14 @@
 //     $THINSIM_PYTHON (default /usr/bin/python3) -m fs_test ARGS...
 //
 // with PYTHONPATH pointing at the directory that holds fs_test/
-// ($THINSIM_FS_TEST_DIR, else the source tree's tools/ compiled in as
+// ($THINSIM_FS_TEST_DIR; else, for an installed thinsim, the installed
+// harness found relative to the binary's own path, e.g.
+// <prefix>/share/thinsim; else the source tree's tools/ compiled in as
 // THINSIM_SOURCE_DIR), and THINSIM_PLUGIN / THINSIM_CLI pointing at the
-// plugin and CLI of the build the running binary belongs to
-// (<build>/plugin/nbdkit-thinsim-plugin.so next to <build>/tools/thinsim)
-// unless already set.
+// plugin and CLI the running binary belongs to (installed: the plugin in
+// the installed plugin directory; built: <build>/plugin/
+// nbdkit-thinsim-plugin.so next to <build>/tools/thinsim) unless already
+// set.
 
 #ifndef THINSIM_TOOLS_FS_TEST_LAUNCH_H_
 #define THINSIM_TOOLS_FS_TEST_LAUNCH_H_
