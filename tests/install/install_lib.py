@@ -47,6 +47,25 @@ def check(ok, what):
     return ok
 
 
+def exit_status():
+    """0 if every check passed, else 1 (with a count)."""
+    if FAILURES:
+        print("%d check(s) failed" % len(FAILURES))
+        return 1
+    return 0
+
+
+def fake_python(tmp):
+    """A stand-in for python3 that prints the harness's search path and the
+    plugin and CLI `thinsim fs-test` hands it, one VAR=VALUE a line."""
+    path = os.path.join(tmp, "fake-python3")
+    with open(path, "w") as f:
+        f.write('#!/bin/sh\necho "PYTHONPATH=$PYTHONPATH"\necho "PLUGIN=$THINSIM_PLUGIN"\n'
+                'echo "CLI=$THINSIM_CLI"\n')
+    os.chmod(path, 0o755)
+    return path
+
+
 def run(argv, timeout=60, env=None, **kw):
     """Runs argv (tools such as nbdsh with /usr/bin first on PATH); never
     raises for a non-zero exit."""

@@ -17,8 +17,9 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from install_lib import (BUILD, CPACK, FAILURES, FS_TEST_DIR, PLUGIN_FILE, PLUGINDIR,  # noqa: E402
-                         SKIP, Server, check, run, write_read)
+from install_lib import (BUILD, CPACK, FS_TEST_DIR, PLUGIN_FILE, PLUGINDIR,  # noqa: E402
+                         SKIP, Server, check, exit_status, fake_python, run,
+                         write_read)
 
 PACKAGE = "thinsim"
 # dpkg waits for no lock; another apt or dpkg may hold it for a while.
@@ -95,10 +96,7 @@ def check_installed(tmp, plugindir):
     check(r.returncode == 0 and "two-tenants" in r.stdout,
           "thinsim fs-test --list runs /usr/%s/fs_test (exit %d) %s" % (
               FS_TEST_DIR, r.returncode, r.stderr.strip()[-300:]))
-    fake = os.path.join(tmp, "fake-python3")
-    with open(fake, "w") as f:
-        f.write('#!/bin/sh\necho "PYTHONPATH=$PYTHONPATH"\necho "PLUGIN=$THINSIM_PLUGIN"\n')
-    os.chmod(fake, 0o755)
+    fake = fake_python(tmp)
     r = run(["/usr/bin/thinsim", "fs-test", "--list"], env={"THINSIM_PYTHON": fake})
     check("PYTHONPATH=/usr/%s" % FS_TEST_DIR in r.stdout and
           "PLUGIN=%s" % os.path.join(plugindir, PLUGIN_FILE) in r.stdout,
@@ -157,10 +155,7 @@ def main():
         if installed:
             dpkg(["-r", PACKAGE])
         shutil.rmtree(tmp, ignore_errors=True)
-    if FAILURES:
-        print("%d check(s) failed" % len(FAILURES))
-        return 1
-    return 0
+    return exit_status()
 
 
 if __name__ == "__main__":

@@ -13,9 +13,10 @@ import sys
 import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from install_lib import (BINDIR, BUILD, CMAKE, COMPLETION_DIR, EXPECTED, FAILURES,  # noqa: E402
+from install_lib import (BINDIR, BUILD, CMAKE, COMPLETION_DIR, EXPECTED,  # noqa: E402
                          FS_TEST_DIR, MANDIR, PLUGIN_FILE, PLUGINDIR, SKIP, Server, check,
-                         complete, installed_paths, run, write_read)
+                         complete, exit_status, fake_python, installed_paths, run,
+                         write_read)
 
 
 def install(prefix, destdir=None):
@@ -36,11 +37,7 @@ def check_fs_test_launch(root, tmp, what):
     """The installed CLI runs the installed harness with the installed
     plugin: checked with a stand-in python3 that prints what it was given."""
     cli = os.path.join(root, BINDIR, "thinsim")
-    fake = os.path.join(tmp, "fake-python3")
-    with open(fake, "w") as f:
-        f.write('#!/bin/sh\necho "PYTHONPATH=$PYTHONPATH"\necho "PLUGIN=$THINSIM_PLUGIN"\n'
-                'echo "CLI=$THINSIM_CLI"\n')
-    os.chmod(fake, 0o755)
+    fake = fake_python(tmp)
     r = run([cli, "fs-test", "--list"], env={"THINSIM_PYTHON": fake})
     env = dict(l.split("=", 1) for l in r.stdout.splitlines() if "=" in l)
     real = os.path.realpath(root)
@@ -133,10 +130,7 @@ def main():
         check_fs_test_launch(moved, tmp, "DESTDIR install, moved")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    if FAILURES:
-        print("%d check(s) failed" % len(FAILURES))
-        return 1
-    return 0
+    return exit_status()
 
 
 if __name__ == "__main__":
