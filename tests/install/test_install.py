@@ -8,6 +8,7 @@ bash completion completes commands, strategies and live volume names.
 Needs no root. The .deb is test_deb.py."""
 
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -49,6 +50,30 @@ def check_fs_test_launch(root, tmp, what):
     check(env.get("CLI") == os.path.realpath(cli), "%s: fs-test CLI is the installed one" % what)
 
 
+def page_text(prefix, page):
+    r = run(["groff", "-man", "-Tutf8", "-P-cbou",
+             os.path.join(prefix, MANDIR, "man1", page + ".1")], env={"LC_ALL": "C.UTF-8"})
+    return r.stdout
+
+
+def check_pages_complete(prefix, cli, plugin):
+    """Every parameter `nbdkit PLUGIN --help` lists has an entry in
+    nbdkit-thinsim-plugin(1), and every command `thinsim --help` lists one
+    in thinsim(1): a new key or command fails here until it is documented."""
+    helptext = run(["nbdkit", plugin, "--help"]).stdout
+    keys = re.findall(r"^([a-z][a-z-]*)=", helptext.split("plugin: thinsim", 1)[-1], re.M)
+    text = page_text(prefix, "nbdkit-thinsim-plugin")
+    missing = [k for k in keys if not re.search(r"^\s+%s=" % re.escape(k), text, re.M)]
+    check(keys and not missing, "nbdkit-thinsim-plugin(1) documents all %d parameters%s" % (
+        len(keys), ": missing " + ", ".join(missing) if missing else ""))
+    helptext = run([cli, "--help"]).stdout
+    commands = re.findall(r"^  ([a-z][a-z-]*)\s", helptext.split("Subcommands:", 1)[-1], re.M)
+    text = page_text(prefix, "thinsim")
+    missing = [c for c in commands if not re.search(r"^\s+%s\b" % re.escape(c), text, re.M)]
+    check(commands and not missing, "thinsim(1) documents all %d commands%s" % (
+        len(commands), ": missing " + ", ".join(missing) if missing else ""))
+
+
 def check_prefix_install(prefix, tmp):
     cli = os.path.join(prefix, BINDIR, "thinsim")
     plugin = os.path.join(prefix, PLUGINDIR, PLUGIN_FILE)
@@ -67,6 +92,7 @@ def check_prefix_install(prefix, tmp):
           "the installed harness leaves no __pycache__ behind")
     check_fs_test_launch(prefix, tmp, "prefix install")
 
+    check_pages_complete(prefix, cli, plugin)
     for page in ("thinsim", "nbdkit-thinsim-plugin"):
         path = os.path.join(prefix, MANDIR, "man1", page + ".1")
         env = {"MANWIDTH": "80", "MAN_KEEP_FORMATTING": "", "LC_ALL": "C.UTF-8"}
