@@ -27,7 +27,10 @@ const char kConfigHelp[] =
     "                         $TMPDIR/thinsim-PID.sock for memory pools).\n"
     "commit-interval=SECONDS  Periodic metadata commit when nothing flushes\n"
     "                         (default 1; 0 = only on flush, FUA and control\n"
-    "                         commands).";
+    "                         commands).\n"
+    "extents=allocation|space What block status reports for mapped blocks:\n"
+    "                         data (allocation, default), or a hole where a\n"
+    "                         write could still fail for lack of space (space).";
 
 namespace {
 
@@ -119,6 +122,14 @@ Status PluginConfig::Set(std::string_view key, std::string_view value) {
     control_path = std::string(value);
   } else if (key == "commit-interval") {
     THINSIM_RETURN_IF_ERROR(ParseUnsigned(key, value, 24 * 3600, &commit_interval_seconds));
+  } else if (key == "extents") {
+    if (value == "allocation") {
+      extents = ExtentsMode::kAllocation;
+    } else if (value == "space") {
+      extents = ExtentsMode::kSpace;
+    } else {
+      return Status::Invalid("extents: expected allocation or space, got '" + std::string(value) + "'");
+    }
   } else {
     return Status::Invalid("unknown parameter '" + std::string(key) +
                            "' (see nbdkit thinsim --help)");

@@ -27,6 +27,7 @@ struct PluginConfig {
   std::vector<VolumeSpec> volumes;
   std::string control_path;  // empty: the default (see DefaultControlPath)
   uint32_t commit_interval_seconds = 1;
+  ExtentsMode extents = ExtentsMode::kAllocation;
 
   // Applies one key=value. The error message names the key.
   Status Set(std::string_view key, std::string_view value);

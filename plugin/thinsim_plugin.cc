@@ -232,18 +232,32 @@ int thinsim_can_trim(void*) { return 1; }
 int thinsim_can_zero(void*) { return 1; }
 // Fast zero is decided before changing anything.
 int thinsim_can_fast_zero(void*) { return 1; }
-// Block status reports holes, data, and shared blocks that may need space.
+// Block status reports holes and data; with extents=space, also the shared
+// blocks that a write could fail on for lack of space.
 int thinsim_can_extents(void*) { return 1; }
 // Every connection sees one pool; a flush covers all of them.
 int thinsim_can_multi_conn(void*) { return 1; }
+
+// The largest READ or WRITE payload served (SPEC section 4). nbdkit itself
+// accepts up to 64M, so the plugin enforces what it advertises, as a strict
+// server does. TRIM and WRITE_ZEROES carry no payload and may be larger
+// (the NBD spec allows it, and QEMU sends them so).
+constexpr uint32_t kMaxPayload = 32u << 20;
 
 // Any alignment works (read-modify-write inside the engine); whole blocks
 // avoid it.
 int thinsim_block_size(void*, uint32_t* minimum, uint32_t* preferred, uint32_t* maximum) {
   *minimum = 1;
   *preferred = std::min<uint32_t>(pool->block_size(), 2u << 20);
-  *maximum = 32u << 20;
+  *maximum = kMaxPayload;
   return 0;
+}
+
+// EINVAL, logged, for a payload above the advertised maximum.
+Status CheckPayload(const char* what, uint32_t count) {
+  if (count <= kMaxPayload) return Status::OK();
+  return Status::Invalid(std::string(what) + " of " + std::to_string(count) +
+                         " bytes is above the advertised maximum of " + std::to_string(kMaxPayload));
 }
 
 // ---- Data -------------------------------------------------------------------
@@ -259,13 +273,18 @@ int AfterWrite(const Status& s, uint32_t flags) {
 
 int thinsim_pread(void* handle, void* buf, uint32_t count, uint64_t offset, uint32_t /*flags*/) {
   return Guard([&] {
-    Status s = pool->Read(*H(handle)->volume, buf, count, offset);
+    Status s = CheckPayload("read", count);
+    if (s.ok()) s = pool->Read(*H(handle)->volume, buf, count, offset);
     return s.ok() ? 0 : Fail(s);
   });
 }
 
 int thinsim_pwrite(void* handle, const void* buf, uint32_t count, uint64_t offset, uint32_t flags) {
-  return Guard([&] { return AfterWrite(pool->Write(*H(handle)->volume, buf, count, offset), flags); });
+  return Guard([&] {
+    Status s = CheckPayload("write", count);
+    if (!s.ok()) return Fail(s);
+    return AfterWrite(pool->Write(*H(handle)->volume, buf, count, offset), flags);
+  });
 }
 
 int thinsim_trim(void* handle, uint32_t count, uint64_t offset, uint32_t flags) {
@@ -292,7 +311,7 @@ int thinsim_extents(void* handle, uint32_t count, uint64_t offset, uint32_t /*fl
                     struct nbdkit_extents* extents) {
   return Guard([&] {
     std::vector<thinsim::Extent> list;
-    Status s = pool->Extents(*H(handle)->volume, count, offset, &list);
+    Status s = pool->Extents(*H(handle)->volume, count, offset, &list, config.extents);
     if (!s.ok()) return Fail(s);
     for (const thinsim::Extent& e : list) {
       if (nbdkit_add_extent(extents, e.offset, e.length, e.type) == -1) return -1;

@@ -140,6 +140,19 @@ struct Extent {
   uint32_t type;
 };
 
+// What Pool::Extents reports for a mapped block (SPEC section 4, plugin
+// parameter `extents=`).
+enum class ExtentsMode {
+  // Mapped blocks are data (HOLE and ZERO clear): what QEMU and nbdcopy need
+  // to read an export right (they treat HOLE as "not allocated").
+  kAllocation,
+  // A mapped block that a write could still fail on for lack of space
+  // (shared and not covered by a reservation) is HOLE without ZERO, the NBD
+  // spec's reading of HOLE: an extent with HOLE clear never fails a write
+  // with ENOSPC.
+  kSpace,
+};
+
 class Pool {
  public:
   // Creates an in-memory pool, or a pool in options.dir.
@@ -219,9 +232,10 @@ class Pool {
   // Why the pool refuses changes (damaged metadata), or "".
   std::string read_only_reason() const;
   // Allocation status of [offset, offset + len), in order and contiguous.
-  // A mapped block that a write could still fail on for lack of space
-  // (shared) is reported as kHole.
-  Status Extents(Volume& volume, uint64_t len, uint64_t offset, std::vector<Extent>* out);
+  // Unmapped blocks are kHole|kZero; mapped ones are data, except under
+  // ExtentsMode::kSpace (see there).
+  Status Extents(Volume& volume, uint64_t len, uint64_t offset, std::vector<Extent>* out,
+                 ExtentsMode mode = ExtentsMode::kAllocation);
 
   // Heap bytes used by mapping metadata: tables, chunks (each once, however
   // many volumes share it), the space map and the per-block reservation

@@ -402,7 +402,8 @@ Status Pool::Read(Volume& v, void* buf, uint64_t len, uint64_t offset) {
   return Status::OK();
 }
 
-Status Pool::Extents(Volume& v, uint64_t len, uint64_t offset, std::vector<Extent>* out) {
+Status Pool::Extents(Volume& v, uint64_t len, uint64_t offset, std::vector<Extent>* out,
+                     ExtentsMode mode) {
   // Enough for any client; the NBD server may answer with less than asked.
   constexpr size_t kMaxExtents = 1 << 16;
   out->clear();
@@ -421,7 +422,8 @@ Status Pool::Extents(Volume& v, uint64_t len, uint64_t offset, std::vector<Exten
   };
   vblock_t vb = offset / block_size_;
   const vblock_t last = (end - 1) / block_size_;
-  const Guarantee guarantee = GuaranteeOfLocked(v);
+  const bool space = mode == ExtentsMode::kSpace;
+  const Guarantee guarantee = space ? GuaranteeOfLocked(v) : Guarantee{};
   while (vb <= last && out->size() < kMaxExtents) {
     const Chunk* c = v.map->chunk(vb >> kChunkShift);
     if (c == nullptr || c->empty()) {  // 64 holes at once
@@ -433,11 +435,10 @@ Status Pool::Extents(Volume& v, uint64_t len, uint64_t offset, std::vector<Exten
     MappingTable::Entry e = v.map->Lookup(vb);
     uint32_t type = Extent::kHole | Extent::kZero;
     if (e.dblock != kNoDblock) {
-      bool shared = !e.exclusive;
-      // A write to a shared block needs a new one: only a reservation
-      // guarantees it, else it is reported as a hole (NBD's rule that HOLE
-      // clear means "a write here does not fail with ENOSPC").
-      type = shared && !guarantee.Covers(e.provisioned) ? Extent::kHole : 0;
+      // Under kSpace, a write to a shared block needs a new one that only a
+      // reservation guarantees; without one it is reported as a hole.
+      bool may_fail = space && !e.exclusive && !guarantee.Covers(e.provisioned);
+      type = may_fail ? Extent::kHole : 0;
     }
     add(vb * block_size_, (vb + 1) * block_size_, type);
     ++vb;

@@ -215,15 +215,18 @@ Span SpanOf(uint64_t off, uint64_t len) {
 }
 
 // Extents the engine must report for [off, off + len) of `v`: holes are
-// HOLE|ZERO; a shared block the volume does not guarantee is HOLE.
-std::vector<Extent> ModelExtents(const MVol& v, const Acct& a, uint64_t off, uint64_t len) {
+// HOLE|ZERO, mapped blocks data; under kSpace a shared block the volume does
+// not guarantee is HOLE.
+std::vector<Extent> ModelExtents(const MVol& v, const Acct& a, uint64_t off, uint64_t len,
+                                 ExtentsMode mode) {
   Guar g = GuaranteeOf(v);
+  const bool space = mode == ExtentsMode::kSpace;
   std::vector<Extent> want;
   for (uint64_t vb = off / kBS; vb <= (off + len - 1) / kBS; ++vb) {
     uint32_t type = Extent::kHole | Extent::kZero;
     if (v.bid[vb] != 0) {
       bool shared = a.blocks.at(v.bid[vb]).owners > 1;
-      type = shared && !g.Covers(v.prov[vb]) ? Extent::kHole : 0;
+      type = space && shared && !g.Covers(v.prov[vb]) ? Extent::kHole : 0;
     }
     uint64_t lo = std::max(off, vb * kBS), hi = std::min(off + len, (vb + 1) * kBS);
     if (!want.empty() && want.back().type == type) {
@@ -946,7 +949,7 @@ class PoolModelTest : public ::testing::TestWithParam<uint32_t> {
       Bytes& bytes = st->data[vi.name];
       bytes.resize(vi.size);
       s = pool_->Read(*v, bytes.data(), bytes.size(), 0);
-      if (s.ok()) s = pool_->Extents(*v, vi.size, 0, &st->extents[vi.name]);
+      if (s.ok()) s = pool_->Extents(*v, vi.size, 0, &st->extents[vi.name], ExtentsMode::kSpace);
       pool_->CloseVolume(v, false);
       ASSERT_TRUE(s.ok()) << s.ToString();
     }
@@ -1010,18 +1013,21 @@ class PoolModelTest : public ::testing::TestWithParam<uint32_t> {
         FAIL() << "data differs at byte " << at << " (vblock " << at / kBS << "): engine "
                << int(*diff.first) << ", model " << int(*diff.second);
       }
-      std::vector<Extent> want_ext = ModelExtents(mv, a, 0, mv.size);
+      std::vector<Extent> want_ext = ModelExtents(mv, a, 0, mv.size, ExtentsMode::kSpace);
       ASSERT_EQ(ExtentsString(st.extents.at(name)), ExtentsString(want_ext)) << "extents of the whole volume";
-      // A random sub-range, for the clipping and merging at its ends.
+      // A random sub-range, for the clipping and merging at its ends, in
+      // both modes.
       auto [off, len] = PickRange(mv.size);
       std::shared_ptr<Volume> v;
       ASSERT_TRUE(pool_->OpenVolume(name, false, &v).ok());
-      std::vector<Extent> ext;
-      s = pool_->Extents(*v, len, off, &ext);
+      for (ExtentsMode mode : {ExtentsMode::kAllocation, ExtentsMode::kSpace}) {
+        std::vector<Extent> ext;
+        s = pool_->Extents(*v, len, off, &ext, mode);
+        ASSERT_TRUE(s.ok()) << s.ToString();
+        ASSERT_EQ(ExtentsString(ext), ExtentsString(ModelExtents(mv, a, off, len, mode)))
+            << "extents of [" << off << ", +" << len << ") in mode " << static_cast<int>(mode);
+      }
       pool_->CloseVolume(v, false);
-      ASSERT_TRUE(s.ok()) << s.ToString();
-      ASSERT_EQ(ExtentsString(ext), ExtentsString(ModelExtents(mv, a, off, len)))
-          << "extents of [" << off << ", +" << len << ")";
     }
     last_state_ = std::move(st);
   }

@@ -186,7 +186,7 @@ TEST_F(ReservationTest, FullSnapshotChargesTheNewerOwner) {
   EXPECT_EQ(Info("s").reserved_blocks, 8u);
   auto s = Open("s", true);
   std::vector<Extent> ext;
-  ASSERT_OK(pool_->Extents(*s, 8 * kBS, 0, &ext));
+  ASSERT_OK(pool_->Extents(*s, 8 * kBS, 0, &ext, ExtentsMode::kSpace));
   ASSERT_EQ(ext.size(), 2u);
   EXPECT_EQ(ext[0].type, 0u);  // shared but guaranteed: a write cannot fail
   EXPECT_EQ(ext[0].length, 4u * kBS);
@@ -247,7 +247,7 @@ TEST_F(ReservationTest, ProvisionedBlocksKeepTheirPromiseAcrossSnapshots) {
   EXPECT_EQ(Free(), 1u);
   EXPECT_CODE(WriteBlocks(*p, 4, 1), kNoSpace);  // not provisioned: no promise
   std::vector<Extent> ext;
-  ASSERT_OK(pool_->Extents(*p, 8 * kBS, 0, &ext));
+  ASSERT_OK(pool_->Extents(*p, 8 * kBS, 0, &ext, ExtentsMode::kSpace));
   ASSERT_EQ(ext.size(), 2u);
   EXPECT_EQ(ext[0].type, 0u);  // blocks 0-2: exclusive or shared-and-guaranteed
   EXPECT_EQ(ext[0].length, 3u * kBS);

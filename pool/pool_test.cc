@@ -119,11 +119,12 @@ class PoolTest : public ::testing::Test {
     return out;
   }
   Bytes ReadAll(const std::string& name) { return Read(name, 0, Info(name).size); }
-  std::vector<Extent> Extents(const std::string& name, uint64_t off, uint64_t len) {
+  std::vector<Extent> Extents(const std::string& name, uint64_t off, uint64_t len,
+                              ExtentsMode mode = ExtentsMode::kAllocation) {
     auto c = Open(name, false);
     std::vector<Extent> out;
     if (!c) return out;
-    Status s = pool_->Extents(**c, len, off, &out);
+    Status s = pool_->Extents(**c, len, off, &out, mode);
     EXPECT_TRUE(s.ok()) << s.ToString();
     return out;
   }
@@ -1105,7 +1106,34 @@ TEST_F(PoolTest, ShrinkOfSnapshotSharingTail) {
 
 // ---- Extents ------------------------------------------------------------------------
 
-TEST_F(PoolTest, Extents) {
+// By default every mapped block is data, shared or not, so that QEMU and
+// nbdcopy (which read HOLE as "not allocated") see what the export holds.
+TEST_F(PoolTest, ExtentsReportEveryMappedBlockAsData) {
+  OpenPool(200);
+  Create("v", 140);
+  ASSERT_OK(Write("v", 3 * kBS, Pattern(1, kBS)));
+  ASSERT_OK(Write("v", 70 * kBS, Pattern(1, kBS)));
+  Snap("v", "s");
+  ASSERT_OK(Write("v", kBS, Pattern(2, 2 * kBS)));
+  const uint64_t B = kBS;
+  for (const char* name : {"v", "s"}) {
+    SCOPED_TRACE(name);
+    std::vector<Extent> got = Extents(name, 0, 140 * B);
+    std::string want = std::string(name) == "v" ? "0+1:3 1+3:0 4+66:3 70+1:0 71+69:3"
+                                                : "0+3:3 3+1:0 4+66:3 70+1:0 71+69:3";
+    std::string have;
+    for (const Extent& e : got) {
+      if (!have.empty()) have += ' ';
+      have += std::to_string(e.offset / B) + "+" + std::to_string(e.length / B) + ":" +
+              std::to_string(e.type);
+    }
+    EXPECT_EQ(have, want);
+  }
+}
+
+// Under extents=space, shared blocks that no reservation covers are HOLE
+// without ZERO: a write there could fail for lack of space.
+TEST_F(PoolTest, ExtentsSpaceModeReportsUncoveredSharedBlocksAsHoles) {
   OpenPool(200);
   Create("v", 140);  // three chunks
   // Blocks: 0 hole, 1-2 exclusive, 3 shared, 4 exclusive, 5-69 holes,
@@ -1120,7 +1148,7 @@ TEST_F(PoolTest, Extents) {
     uint32_t type;
   };
   auto expect = [&](uint64_t off, uint64_t len, std::vector<E> want) {
-    std::vector<Extent> got = Extents("v", off, len);
+    std::vector<Extent> got = Extents("v", off, len, ExtentsMode::kSpace);
     SCOPED_TRACE(std::to_string(off) + "+" + std::to_string(len));
     ASSERT_EQ(got.size(), want.size());
     uint64_t pos = off;
@@ -1145,7 +1173,7 @@ TEST_F(PoolTest, Extents) {
                               {71 * B, 9 * B + 7, kHoleZero}});
   expect(139 * B + 1, B - 1, {{139 * B + 1, B - 1, kHoleZero}});
   // The snapshot sees its view: all shared except what v broke.
-  std::vector<Extent> s = Extents("s", 0, 140 * B);
+  std::vector<Extent> s = Extents("s", 0, 140 * B, ExtentsMode::kSpace);
   ASSERT_EQ(s.size(), 5u);
   EXPECT_EQ(s[0].type, kHoleZero);
   EXPECT_EQ(s[1].offset, 3 * B);

@@ -1,7 +1,8 @@
 #!/usr/bin/python3
 """BLOCK_STATUS (base:allocation) matches the mapping: written blocks are
-data, unmapped blocks hole+zero, and blocks shared after a snapshot (which a
-write could still fail on for lack of space) are reported HOLE without ZERO.
+data (shared with a snapshot or not), unmapped blocks hole+zero. With
+`extents=space`, blocks shared after a snapshot (which a write could still
+fail on for lack of space) are reported HOLE without ZERO instead.
 Checked both with libnbd's block_status and with `nbdinfo --map --json`."""
 
 import json
@@ -23,8 +24,10 @@ UNMAPPED = HOLE | ZERO
 
 
 class BlockStatus(lib.TestCase):
+    params = ()  # extra plugin parameters
+
     def setUp(self):
-        self.srv = self.start_server("size=16M", "volume=vol0:2M")
+        self.srv = self.start_server("size=16M", "volume=vol0:2M", *self.params)
         self.h = self.srv.connect("vol0")
         self.assertTrue(self.h.can_meta_context(nbd.CONTEXT_BASE_ALLOCATION),
                         "base:allocation negotiated")
@@ -80,6 +83,31 @@ class BlockStatus(lib.TestCase):
         self.assertMap("vol0", self.h, [UNMAPPED] * 2 + [DATA] * 2 + [UNMAPPED] * 28,
                        "after trim and zero")
 
+    def test_shared_blocks_are_data(self):
+        self.h.pwrite(lib.pattern(4 * BS, 3), 0)  # blocks 0..3
+        self.srv.cli("snapshot", "vol0", "snap")
+        hs = self.srv.connect("snap")
+        want = [DATA] * 4 + [UNMAPPED] * 28
+        self.assertMap("vol0", self.h, want, "origin after snapshot")
+        self.assertMap("snap", hs, want, "snapshot")
+        self.h.pwrite(b"z", BS)
+        self.assertMap("vol0", self.h, want, "origin after CoW of block 1")
+        self.assertMap("snap", hs, want, "snapshot after origin's CoW of block 1")
+
+    def test_provisioned_blocks_are_not_holes(self):
+        self.h.zero(2 * BS, 0, nbd.CMD_FLAG_NO_HOLE)
+        got = self.per_block(self.h)
+        for b in (0, 1):
+            self.assertFalse(got[b] & HOLE, "provisioned block %d is %s" % (b, lib.flag_names(got[b])))
+        self.assertEqual(got[2:], [UNMAPPED] * 30)
+
+
+class BlockStatusSpace(BlockStatus):
+    """extents=space: everything above holds except for shared blocks."""
+    params = ("extents=space",)
+
+    test_shared_blocks_are_data = None  # the opposite holds here: see below
+
     def test_shared_blocks_are_hole_not_zero(self):
         self.h.pwrite(lib.pattern(4 * BS, 3), 0)  # blocks 0..3
         self.srv.cli("snapshot", "vol0", "snap")
@@ -95,13 +123,6 @@ class BlockStatus(lib.TestCase):
                        "snapshot after origin's CoW of block 1 (now exclusive)")
         # A shared block's HOLE still reads its data, never zeroes.
         self.assertNotEqual(hs.pread(BS, 0), bytes(BS))
-
-    def test_provisioned_blocks_are_not_holes(self):
-        self.h.zero(2 * BS, 0, nbd.CMD_FLAG_NO_HOLE)
-        got = self.per_block(self.h)
-        for b in (0, 1):
-            self.assertFalse(got[b] & HOLE, "provisioned block %d is %s" % (b, lib.flag_names(got[b])))
-        self.assertEqual(got[2:], [UNMAPPED] * 30)
 
 
 if __name__ == "__main__":

@@ -71,23 +71,16 @@ class NbdcopyCompare(lib.TestCase):
         self.assertBytesEqual(got, snap_expected, "nbdcopy of the snapshot")
         _, got = self.copy_to_file("vol0", "vol0.img")
         self.assertBytesEqual(got, bytes(self.expected), "nbdcopy of the diverged origin")
-        # qemu-img convert copies shared (HOLE, not ZERO) blocks as data.
+        # qemu-img convert copies shared blocks as data.
         path = os.path.join(self.srv.tmp, "snap-convert.img")
         lib.run(["qemu-img", "convert", "-f", "raw", "-O", "raw", self.srv.uri("snap"), path],
                 check=True)
         with open(path, "rb") as f:
             self.assertBytesEqual(f.read(), snap_expected, "qemu-img convert of the snapshot")
 
-    @unittest.expectedFailure
     def test_qemu_img_compare_with_shared_blocks(self):
-        """KNOWN INTEROP ISSUE (reported to the lead, not a test bug).
-
-        SPEC 4 makes blocks shared with a snapshot report HOLE without ZERO.
-        qemu's NBD driver maps such an extent to "not allocated" (qemu-img map:
-        present false, zero false, data false) and `qemu-img compare` then
-        assumes the range reads as zeroes, so it reports "Content mismatch"
-        between an export and a byte-exact copy of it. If this starts to
-        pass, the product or qemu changed: drop expectedFailure."""
+        """Blocks shared with a snapshot are data in block status (SPEC 4),
+        so qemu-img compare reads them instead of assuming zeroes."""
         self.fill_pattern()
         self.srv.cli("snapshot", "vol0", "snap")
         path, got = self.copy_to_file("snap", "snap.img")

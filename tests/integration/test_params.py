@@ -5,6 +5,7 @@ size, a bad volume spec or an unknown reservation strategy, with a message
 that names the key; valid values show up in query-pool; `--help`
 lists every key."""
 
+import errno
 import json
 import os
 import subprocess
@@ -82,6 +83,7 @@ class Params(lib.TestCase):
         self.refuse(["size=16M", "no-space-timeout=soon"], "no-space-timeout")
         self.refuse(["size=16M", "no-space-timeout=-1"], "no-space-timeout")
         self.refuse(["size=16M", "commit-interval=x"], "commit-interval")
+        self.refuse(["size=16M", "extents=maybe"], "extents")
 
     def test_reserve_strategies(self):
         # Reservation strategies were refused ("not implemented yet") until
@@ -117,6 +119,26 @@ class Params(lib.TestCase):
         h.pwrite(b"x", 5 * MiB)
         self.assertEqual(srv.volume("a")["mapped_blocks"], 1)
         self.assertEqual(srv.query_pool()["used_blocks"], 1)
+
+    def test_payload_above_the_advertised_maximum_is_refused(self):
+        # SPEC 4: maximum 32M. nbdkit itself lets up to 64M through; the
+        # plugin refuses what it does not advertise, says so in the log,
+        # changes nothing and keeps serving.
+        srv = self.start_server("size=128M", "volume=a:128M")
+        h = srv.connect("a", strict=False)
+        self.assertEqual(h.get_block_size(lib.nbd.SIZE_MAXIMUM), 32 * MiB)
+        big = 32 * MiB + 512
+        self.assertNbdErrno(errno.EINVAL, h.pwrite, b"w" * big, 0)
+        self.assertNbdErrno(errno.EINVAL, h.pread, big, 0)
+        self.assertEqual(srv.volume("a")["mapped_blocks"], 0, "a refused write maps nothing")
+        self.assertIn("above the advertised maximum", srv.log())
+        # At the maximum, and for TRIM and WRITE_ZEROES (no payload: the NBD
+        # spec lets them exceed it), requests are served.
+        h.pwrite(b"m" * (32 * MiB), 0)
+        self.assertEqual(h.pread(32 * MiB, 0), b"m" * (32 * MiB))
+        h.zero(64 * MiB, 0)
+        h.trim(64 * MiB, 64 * MiB)
+        self.assertEqual(h.pread(4096, 0), bytes(4096))
 
     def test_default_control_socket(self):
         srv = lib.Server("size=8M", "volume=a:1M", control=False)

@@ -26,7 +26,7 @@ D, H, HZ = "DATA", "HOLE", "HOLE|ZERO"
 
 class BlockStatusHoleClearMeansWriteCannotFail(rlib.TestCase):
     def test_block_status_contract(self):
-        srv = self.start_server("size=3M", "block-size=64K", "volume=p:512K:provision",
+        srv = self.start_server("size=3M", "block-size=64K", "extents=space", "volume=p:512K:provision",
                                 "volume=v:512K:volume", "volume=f:512K:full",
                                 "volume=n:512K:none", "volume=filler:3M:none")
         h = {}

@@ -18,7 +18,7 @@ from rlib import BS, block, extents, flag_name  # noqa: E402
 
 class DocsExamples(rlib.TestCase):
     def pool(self, volume):
-        return self.start_server("size=1M", "block-size=64K", "volume=" + volume,
+        return self.start_server("size=1M", "block-size=64K", "extents=space", "volume=" + volume,
                                  "volume=other:1M:none")
 
     def test_none(self):

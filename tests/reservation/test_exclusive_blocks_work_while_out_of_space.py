@@ -24,7 +24,7 @@ from rlib import BS, ZERO, AsyncWrite, block, extents, flag_name  # noqa: E402
 
 class ExclusiveBlocksWorkWhileOutOfSpace(rlib.TestCase):
     def fill(self, *params):
-        srv = self.start_server("size=1M", "block-size=64K", "volume=a:512K:none",
+        srv = self.start_server("size=1M", "block-size=64K", "extents=space", "volume=a:512K:none",
                                 "volume=n:1M:none", *params)
         ha = srv.connect("a")
         orig = [block(i) for i in range(8)]

@@ -40,7 +40,7 @@ class ProvisionedRangeSurvivesSnapshotAndFullPool(rlib.TestCase):
                 self.fail("%s block %d differs from the expected image" % (name, i))
 
     def test_provisioned_range_overwritable_after_snapshot_and_exhaustion(self):
-        srv = self.start_server("size=1M", "block-size=64K", "volume=p:512K:provision",
+        srv = self.start_server("size=1M", "block-size=64K", "extents=space", "volume=p:512K:provision",
                                 "volume=n:1M:none")
         hp = srv.connect("p")
         self.model["p"] = bytearray(8 * BS)
