@@ -75,6 +75,10 @@ Status ValidateVolumeName(std::string_view name) {
     return Status::Invalid("volume name must be 1-64 characters of [A-Za-z0-9._-], got '" +
                            std::string(name) + "'");
   }
+  if (name[0] == '.' || name[0] == '-') {
+    return Status::Invalid("volume name '" + std::string(name) + "' must not start with '" +
+                           std::string(1, name[0]) + "'");
+  }
   for (char c : name) {
     bool ok = std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '_' || c == '-';
     if (!ok) {

@@ -19,7 +19,11 @@ Status ParseSize(std::string_view text, std::string_view what, uint64_t* out);
 // 65536 -> "64K", 1610612736 -> "1.5G", 1000 -> "1000".
 std::string FormatSize(uint64_t bytes);
 
-// A volume name is 1-64 characters of [A-Za-z0-9._-].
+// A volume name is 1-64 characters of [A-Za-z0-9._-], not starting with '.'
+// (".", ".." and hidden-file names would be path components in DIR and in
+// NBD URIs) or '-' (it would read as an option on a command line).
+// SPEC section 3. Every path that creates a name (the volume= parameter,
+// volume-create, snapshot-create) checks it here.
 Status ValidateVolumeName(std::string_view name);
 
 }  // namespace thinsim

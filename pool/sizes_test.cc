@@ -81,7 +81,9 @@ TEST(FormatSizeTest, RoundTripsWholeUnits) {
 
 TEST(VolumeNameTest, Valid) {
   for (std::string name : {std::string("a"), std::string("vol0"), std::string("A.b_c-9"),
-                           std::string(64, 'x'), std::string("..."), std::string("-")}) {
+                           std::string(64, 'x'), std::string("a."), std::string("a..b"),
+                           std::string("a-"), std::string("_x"), std::string("9"),
+                           std::string("x.-_")}) {
     EXPECT_TRUE(ValidateVolumeName(name).ok()) << name;
   }
 }
@@ -89,7 +91,10 @@ TEST(VolumeNameTest, Valid) {
 TEST(VolumeNameTest, Invalid) {
   for (std::string name : {std::string(), std::string(65, 'x'), std::string("a b"), std::string("a/b"),
                            std::string("vol:1"), std::string("é"), std::string("a\n"),
-                           std::string("a\0b", 3), std::string("x*")}) {
+                           std::string("a\0b", 3), std::string("x*"), std::string("."),
+                           std::string(".."), std::string("..."), std::string(".x"),
+                           std::string("-"), std::string("-x"), std::string("--help"),
+                           std::string(".") + std::string(63, 'x')}) {
     Status s = ValidateVolumeName(name);
     EXPECT_EQ(s.code(), ErrorCode::kInvalid) << name;
     EXPECT_FALSE(s.message().empty());
