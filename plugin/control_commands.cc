@@ -1,10 +1,11 @@
 #include "plugin/control_commands.h"
 
-#include <sys/time.h>
-
 #include <initializer_list>
 #include <map>
+#include <new>
+#include <optional>
 
+#include "plugin/control_request.h"
 #include "pool/sizes.h"
 
 namespace thinsim {
@@ -72,8 +73,30 @@ Status ParseStrategyArg(const std::string& name, Strategy* out) {
   return Status::OK();
 }
 
+// What Execute answers when even building an error reply failed.
+constexpr char kInternalErrorLine[] =
+    "{\"error\":{\"class\":\"Invalid\",\"errno\":\"EINVAL\",\"desc\":\"internal error\"}}";
+
+// Messages quote the client's input, which may hold anything: dump() would
+// throw on invalid UTF-8, so such bytes are replaced (U+FFFD) instead.
+std::string Dump(const json& value) {
+  return value.dump(-1, ' ', false, json::error_handler_t::replace);
+}
+
 json ErrorJson(const Status& s) {
-  return {{"class", ErrorClassName(s.code())}, {"errno", ErrnoName(s.code())}, {"desc", s.message()}};
+  return {{"class", ErrorClassName(s.code())},
+          {"errno", ErrnoName(s.code())},
+          {"desc", SanitizeUtf8(s.message())}};
+}
+
+// {"return": result} or {"error": ...}, then the id as the client wrote it.
+std::string ReplyLine(const Status& s, const json& result, const std::optional<std::string>& raw_id) {
+  std::string line = Dump(s.ok() ? json{{"return", result}} : json{{"error", ErrorJson(s)}});
+  if (raw_id) {
+    line.pop_back();  // the closing brace
+    line += ",\"id\":" + *raw_id + "}";
+  }
+  return line;
 }
 
 }  // namespace
@@ -109,58 +132,56 @@ json ControlCommands::VolumeJson(const VolumeInfo& v) {
           {"pinned", v.pinned}};
 }
 
-std::string ControlCommands::EventLine(std::string_view name, const json& data) {
-  struct timeval tv;
-  gettimeofday(&tv, nullptr);
-  json event = {{"event", name},
-                {"data", data},
-                {"timestamp", {{"seconds", tv.tv_sec}, {"microseconds", tv.tv_usec}}}};
-  return event.dump();
+json ControlCommands::PoolEventJson(const PoolEvent& e) {
+  json data = {{"mode", PoolModeName(e.mode)},
+               {"free_blocks", e.free_blocks},
+               {"total_blocks", e.total_blocks}};
+  if (e.name == "LOW_WATER") data["threshold_blocks"] = e.threshold_blocks;
+  return data;
 }
 
-ControlCommands::Reply ControlCommands::Execute(std::string_view request_line) {
-  Reply reply;
-  json request;
-  json id;
-  json result;
-  Status s;
+std::string ControlCommands::EventLine(std::string_view name, const json& data, const timeval& when) {
+  json event = {{"event", name},
+                {"data", data},
+                {"timestamp", {{"seconds", when.tv_sec}, {"microseconds", when.tv_usec}}}};
+  return Dump(event);
+}
+
+ControlCommands::Reply ControlCommands::Execute(std::string_view request_line) noexcept {
   try {
-    request = json::parse(request_line);
-  } catch (const json::exception& e) {
-    s = Status::Invalid(std::string("malformed JSON: ") + e.what());
-  }
-  if (s.ok() && !request.is_object()) s = Status::Invalid("a request must be a JSON object");
-  if (s.ok()) {
-    if (request.contains("id")) id = request["id"];
-    for (const auto& [key, value] : request.items()) {
-      if (key != "execute" && key != "arguments" && key != "id" && s.ok()) {
-        s = Status::Invalid("unknown request key '" + key + "' (use execute, arguments, id)");
-      }
+    Reply reply;
+    ControlRequest request;
+    json result;
+    Status s = ParseControlRequest(request_line, &request);
+    if (s.ok()) s = Run(request, &result, &reply.subscribe);
+    if (!s.ok()) reply.subscribe = false;
+    reply.line = ReplyLine(s, result, request.raw_id);
+    return reply;
+  } catch (...) {
+    // Out of memory, most likely: a fixed line needs no allocation to build
+    // (the copy into `line` may still fail, hence the second catch).
+    try {
+      Reply reply;
+      reply.line = kInternalErrorLine;
+      return reply;
+    } catch (...) {
+      return Reply{};
     }
   }
-  if (s.ok() && !(request.contains("execute") && request["execute"].is_string())) {
-    s = Status::Invalid("missing \"execute\": the command name");
+}
+
+Status ControlCommands::Run(const ControlRequest& request, json* result, bool* subscribe) {
+  const std::string& command = request.execute;
+  try {
+    THINSIM_RETURN_IF_ERROR(Dispatch(command, request.arguments, result, subscribe));
+  } catch (const std::bad_alloc&) {
+    throw;
+  } catch (const std::exception& e) {
+    return Status::Invalid("bad request: " + SanitizeUtf8(e.what()));
   }
-  if (s.ok()) {
-    json args = request.value("arguments", json::object());
-    if (!args.is_object()) {
-      s = Status::Invalid("\"arguments\" must be a JSON object");
-    } else {
-      try {
-        std::string command = request["execute"].get<std::string>();
-        s = Dispatch(command, args, &result, &reply.subscribe);
-        // A persistent pool commits after every command that changes it.
-        bool changes = command.rfind("query-", 0) != 0 && command != "events-subscribe" && command != "commit";
-        if (s.ok() && changes) s = pool_->Commit();
-      } catch (const std::exception& e) {
-        s = Status::Invalid(std::string("bad request: ") + e.what());
-      }
-    }
-  }
-  json out = s.ok() ? json{{"return", result}} : json{{"error", ErrorJson(s)}};
-  if (!id.is_null()) out["id"] = id;
-  reply.line = out.dump();
-  return reply;
+  // A persistent pool commits after every command that changes it.
+  bool changes = command.rfind("query-", 0) != 0 && command != "events-subscribe" && command != "commit";
+  return changes ? pool_->Commit() : Status::OK();
 }
 
 Status ControlCommands::Dispatch(const std::string& command, const json& args, json* result,

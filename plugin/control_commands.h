@@ -2,12 +2,17 @@
 // against a Pool. One JSON request line in, one JSON reply line out; no
 // sockets here, so tests drive it directly.
 //
-// Malformed input, unknown commands and bad arguments produce an error reply
-// and change nothing. No exception escapes Execute().
+// Malformed input of any kind (plugin/control_request.h: invalid UTF-8,
+// duplicate keys, deep nesting, trailing bytes), unknown commands and bad
+// arguments produce an error reply and change nothing. A request's id comes
+// back as the exact text sent. Every reply line is valid UTF-8 JSON. No
+// exception escapes Execute(): an unexpected one becomes an error reply.
 //
 // Thread safety: thread-safe (Pool is).
 #ifndef THINSIM_PLUGIN_CONTROL_COMMANDS_H_
 #define THINSIM_PLUGIN_CONTROL_COMMANDS_H_
+
+#include <sys/time.h>
 
 #include <functional>
 #include <string>
@@ -15,6 +20,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "plugin/control_request.h"
 #include "pool/pool.h"
 
 namespace thinsim {
@@ -27,15 +33,21 @@ class ControlCommands {
     std::string line;        // the JSON reply, without a newline
     bool subscribe = false;  // the client asked for events
   };
-  Reply Execute(std::string_view request_line);
+  Reply Execute(std::string_view request_line) noexcept;
 
   // JSON shapes shared with the CLI (SPEC section 10).
   static nlohmann::json PoolJson(const PoolInfo& info);
   static nlohmann::json VolumeJson(const VolumeInfo& info);
-  // {"event": name, "data": data, "timestamp": {...}}
-  static std::string EventLine(std::string_view name, const nlohmann::json& data);
+  // The "data" of a LOW_WATER or POOL_MODE event.
+  static nlohmann::json PoolEventJson(const PoolEvent& event);
+  // {"event": name, "data": data, "timestamp": {"seconds", "microseconds"}}
+  // for an event that happened at `when` (gettimeofday). Never throws but
+  // std::bad_alloc; invalid UTF-8 in `data` is replaced, not thrown.
+  static std::string EventLine(std::string_view name, const nlohmann::json& data, const timeval& when);
 
  private:
+  // Runs a parsed request and commits what it changed.
+  Status Run(const ControlRequest& request, nlohmann::json* result, bool* subscribe);
   Status Dispatch(const std::string& command, const nlohmann::json& args, nlohmann::json* result,
                   bool* subscribe);
 

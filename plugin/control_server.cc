@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <poll.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -50,6 +51,12 @@ bool WriteAll(int fd, const std::string& data) {
   return true;
 }
 
+// Sent instead of a reply when even an error reply could not be built.
+constexpr char kNoReplyLine[] =
+    "{\"error\":{\"class\":\"Invalid\",\"errno\":\"EINVAL\",\"desc\":\"internal error\"}}\n";
+
+bool IsBlank(std::string_view line) { return line.find_first_not_of(" \t\r") == std::string_view::npos; }
+
 }  // namespace
 
 ControlServer::~ControlServer() {
@@ -72,7 +79,8 @@ Status ControlServer::Listen(const std::string& path) {
   mode_t old_mask = umask(0177);  // sockets are created 0777 & ~umask: 0600
   int rc = bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
   umask(old_mask);
-  if (rc != 0 || listen(fd, 16) != 0) {
+  // Non-blocking, so that the acceptor takes every waiting client per wake.
+  if (rc != 0 || listen(fd, SOMAXCONN) != 0 || fcntl(fd, F_SETFL, O_NONBLOCK) != 0) {
     Status s = Status::IOError("control: cannot listen on " + path + ": " + std::strerror(errno));
     close(fd);
     return s;
@@ -107,15 +115,21 @@ void ControlServer::Stop() {
   if (write(wake_pipe_[1], "x", 1) < 0) { /* the acceptor polls with a timeout too */ }
   acceptor_.join();
   {
+    // Wakes every client thread, also one blocked writing to a client that
+    // does not read.
     std::lock_guard<std::mutex> lock(mu_);
     for (Client& c : clients_) shutdown(c.fd, SHUT_RDWR);
   }
   for (Client& c : clients_) {
     if (c.thread.joinable()) c.thread.join();
     close(c.fd);
+    close(c.wake_fd);
   }
   clients_.clear();
-  subscribers_.clear();
+  {
+    std::lock_guard<std::mutex> lock(subscribers_mu_);
+    subscribers_.clear();  // already empty: each thread unsubscribed
+  }
   close(wake_pipe_[0]);
   close(wake_pipe_[1]);
 }
@@ -126,13 +140,39 @@ void ControlServer::AcceptLoop() {
     int n = poll(fds, 2, 1000);
     ReapFinished();
     if (n <= 0 || !(fds[0].revents & POLLIN)) continue;
-    int fd = accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
-    if (fd < 0) continue;
+    while (!stopping_ && AcceptOne()) {
+    }
+  }
+}
+
+// Accepts one waiting client and starts its thread. False when none waits
+// (or accept failed: the acceptor polls again).
+bool ControlServer::AcceptOne() {
+  // Accepted sockets are blocking (accept4 does not pass O_NONBLOCK on).
+  int fd = accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
+  if (fd < 0) return errno == EINTR || errno == ECONNABORTED;
+  int wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  if (wake_fd < 0) {
+    close(fd);
+    return true;
+  }
+  try {
     std::lock_guard<std::mutex> lock(mu_);
     Client& c = clients_.emplace_back();
     c.fd = fd;
-    c.thread = std::thread([this, &c] { Serve(&c); });
+    c.wake_fd = wake_fd;
+    try {
+      c.thread = std::thread([this, &c] { Serve(&c); });
+    } catch (const std::exception&) {
+      clients_.pop_back();
+      throw;
+    }
+  } catch (const std::exception&) {
+    // No memory or no thread for this client: refuse it, keep serving.
+    close(fd);
+    close(wake_fd);
   }
+  return true;
 }
 
 void ControlServer::ReapFinished() {
@@ -144,64 +184,171 @@ void ControlServer::ReapFinished() {
     }
     it->thread.join();
     close(it->fd);
+    close(it->wake_fd);
     it = clients_.erase(it);
   }
 }
 
 void ControlServer::Serve(Client* client) {
-  std::string buffer;
-  char chunk[4096];
-  bool open = true;
-  while (open && !stopping_) {
-    ssize_t n = recv(client->fd, chunk, sizeof chunk, 0);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) break;
-    buffer.append(chunk, static_cast<size_t>(n));
-    size_t newline;
-    while (open && (newline = buffer.find('\n')) != std::string::npos) {
-      std::string line = buffer.substr(0, newline);
-      buffer.erase(0, newline + 1);
-      if (line.find_first_not_of(" \t\r") == std::string::npos) continue;  // blank line
-      ControlCommands::Reply reply = commands_.Execute(line);
-      // Subscribe before replying, so that no event after the reply is lost
-      // (one may arrive before it; clients skip event lines while waiting).
-      if (reply.subscribe) {
-        std::lock_guard<std::mutex> lock(mu_);
-        if (std::find(subscribers_.begin(), subscribers_.end(), client) == subscribers_.end()) {
-          subscribers_.push_back(client);
-        }
-      }
-      std::lock_guard<std::mutex> lock(client->write_mu);
-      open = WriteAll(client->fd, reply.line + "\n");
-    }
-    if (buffer.size() > kMaxLine) {
-      std::lock_guard<std::mutex> lock(client->write_mu);
-      WriteAll(client->fd,
-               "{\"error\":{\"class\":\"Invalid\",\"errno\":\"EINVAL\",\"desc\":"
-               "\"request line longer than 1 MiB; closing\"}}\n");
-      break;
-    }
+  try {
+    ServeLoop(client);
+  } catch (...) {
+    // ControlCommands::Execute catches everything already; this catch is so
+    // that nothing a client causes can end the server: only its connection
+    // ends.
   }
   Unsubscribe(client);
   client->done = true;
 }
 
+void ControlServer::ServeLoop(Client* client) {
+  std::string buffer;
+  char chunk[4096];
+  while (!stopping_) {
+    pollfd fds[2] = {{client->fd, POLLIN, 0}, {client->wake_fd, POLLIN, 0}};
+    // No timeout: Stop() shuts the socket down, which wakes the poll.
+    int n = poll(fds, 2, -1);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return;
+    if (fds[1].revents & POLLIN) {
+      uint64_t count;
+      if (read(client->wake_fd, &count, sizeof count) < 0) { /* EAGAIN: already drained */ }
+      if (!WriteEvents(client)) return;
+    }
+    if (!(fds[0].revents & (POLLIN | POLLHUP | POLLERR))) continue;
+    ssize_t got = recv(client->fd, chunk, sizeof chunk, 0);
+    if (got < 0 && errno == EINTR) continue;
+    if (got <= 0) return;
+    buffer.append(chunk, static_cast<size_t>(got));
+    if (!HandleLines(client, &buffer)) return;
+  }
+}
+
+// Answers every complete line in *buffer and drops them from it. False when
+// the connection is to close.
+bool ControlServer::HandleLines(Client* client, std::string* buffer) {
+  size_t start = 0;
+  size_t newline;
+  while ((newline = buffer->find('\n', start)) != std::string::npos) {
+    std::string_view line(buffer->data() + start, newline - start);
+    start = newline + 1;
+    if (IsBlank(line)) continue;
+    ControlCommands::Reply reply = commands_.Execute(line);
+    // Subscribe before replying: events from now on are queued and written
+    // after the reply.
+    if (reply.subscribe) Subscribe(client);
+    bool sent = reply.line.empty() ? WriteAll(client->fd, kNoReplyLine)
+                                   : WriteAll(client->fd, reply.line + "\n");
+    if (!sent || !WriteEvents(client)) return false;
+  }
+  buffer->erase(0, start);
+  if (buffer->size() > kMaxLine) {
+    WriteAll(client->fd,
+             "{\"error\":{\"class\":\"Invalid\",\"errno\":\"EINVAL\",\"desc\":"
+             "\"request line longer than 1 MiB; closing\"}}\n");
+    return false;
+  }
+  return true;
+}
+
+// Writes the client's queued events, each followed by EVENTS_LOST when
+// events were dropped after it. Blocks while the client does not read; new
+// events meanwhile wait in the queue or are counted. False when the
+// connection is to close.
+bool ControlServer::WriteEvents(Client* client) {
+  while (true) {
+    Queued next;
+    {
+      std::lock_guard<std::mutex> lock(client->events_mu);
+      if (client->events.empty()) return true;
+      next = std::move(client->events.front());
+      client->events.pop_front();
+    }
+    std::string lines;
+    if (next.event) {
+      const Event& e = *next.event;
+      const PoolEvent* pool_event = std::get_if<PoolEvent>(&e.data);
+      lines = ControlCommands::EventLine(
+                  e.name, pool_event ? ControlCommands::PoolEventJson(*pool_event) : std::get<nlohmann::json>(e.data),
+                  e.when) +
+              "\n";
+    }
+    if (next.lost_after > 0) {
+      timeval now;
+      gettimeofday(&now, nullptr);
+      lines += ControlCommands::EventLine("EVENTS_LOST", {{"count", next.lost_after}}, now) + "\n";
+    }
+    if (!WriteAll(client->fd, lines)) return false;
+  }
+}
+
+void ControlServer::Subscribe(Client* client) {
+  std::lock_guard<std::mutex> lock(subscribers_mu_);
+  if (std::find(subscribers_.begin(), subscribers_.end(), client) == subscribers_.end()) {
+    subscribers_.push_back(client);
+  }
+}
+
 void ControlServer::Unsubscribe(Client* client) {
-  std::lock_guard<std::mutex> lock(mu_);
+  std::lock_guard<std::mutex> lock(subscribers_mu_);
   subscribers_.erase(std::remove(subscribers_.begin(), subscribers_.end(), client), subscribers_.end());
 }
 
-void ControlServer::Publish(const std::string& event_line) {
-  std::string line = event_line + "\n";
-  std::lock_guard<std::mutex> lock(mu_);
+void ControlServer::Publish(const PoolEvent& event) noexcept {
+  std::shared_ptr<Event> e;
+  try {
+    e = std::make_shared<Event>(Event{event.name, event, {}});
+    gettimeofday(&e->when, nullptr);
+  } catch (const std::bad_alloc&) {
+    e.reset();  // counted as lost below
+  }
+  Enqueue(std::move(e));
+}
+
+void ControlServer::Publish(std::string name, nlohmann::json data) noexcept {
+  std::shared_ptr<Event> e;
+  try {
+    e = std::make_shared<Event>(Event{std::move(name), std::move(data), {}});
+    gettimeofday(&e->when, nullptr);
+  } catch (const std::bad_alloc&) {
+    e.reset();
+  }
+  Enqueue(std::move(e));
+}
+
+// Called under pool locks: only queues, counts and wakes; never waits for a
+// client. A null `event` (no memory to copy it) is counted as lost.
+void ControlServer::Enqueue(std::shared_ptr<const Event> event) noexcept {
+  std::lock_guard<std::mutex> lock(subscribers_mu_);
   for (Client* c : subscribers_) {
-    // Never block the publisher: a client busy with a reply, or whose socket
-    // buffer is full, misses the event. A line cut short would corrupt the
-    // stream, so such a client is disconnected.
-    std::unique_lock<std::mutex> write_lock(c->write_mu, std::try_to_lock);
-    if (!write_lock.owns_lock()) continue;
-    ssize_t n = send(c->fd, line.data(), line.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
-    if (n > 0 && static_cast<size_t>(n) < line.size()) shutdown(c->fd, SHUT_RDWR);
+    {
+      std::lock_guard<std::mutex> events_lock(c->events_mu);
+      bool queued = false;
+      if (event && c->events.size() < max_queued_events_) {
+        try {
+          c->events.push_back(Queued{event, 0});
+          queued = true;
+        } catch (const std::bad_alloc&) {
+        }
+      }
+      if (!queued) {
+        if (c->events.empty()) {
+          // Only when out of memory: an entry without an event carries the
+          // count (it cannot be allocated either; then the loss goes
+          // uncounted, the one case that does).
+          try {
+            c->events.push_back(Queued{nullptr, 1});
+          } catch (const std::bad_alloc&) {
+          }
+        } else {
+          ++c->events.back().lost_after;
+        }
+      }
+    }
+    uint64_t one = 1;
+    // A non-blocking eventfd: never waits; a full counter still reads as
+    // readable, which is all the wake needs.
+    if (write(c->wake_fd, &one, sizeof one) < 0) { /* EAGAIN: already awake */ }
   }
 }
 

@@ -2,31 +2,56 @@
 // socket, reads one JSON request per line, answers through ControlCommands,
 // and sends events to clients that subscribed.
 //
+// Each client has one thread, and it alone writes to the client's socket:
+// replies, and the events queued for it, whole lines in order, so a reply
+// and an event never interleave mid-line. Publish() only queues: the event
+// is formatted and written by each subscriber's thread, with no engine lock
+// held. A subscriber's queue holds at most `max_queued_events`; an event
+// that finds it full is counted instead, and the subscriber gets
+// {"event":"EVENTS_LOST","data":{"count":N}} in its place once the events
+// queued before have been written (docs/control-protocol.md).
+//
+// Nothing a client sends ends a server thread or the server: every request
+// and every connection is served inside a catch-all.
+//
 // Life cycle follows nbdkit's: Listen() in .get_ready (errors still reach the
 // user), Start() in .after_fork (threads do not survive fork), Stop() in
 // .cleanup.
 //
 // Thread safety: Publish() may be called from any thread, also with pool
-// locks held (it never blocks on a client: a subscriber that does not read
-// loses events). The other methods are called from one thread.
+// locks held (it allocates and takes only the server's own short-lived
+// locks; it never waits for a client). The other methods are called from
+// one thread.
 #ifndef THINSIM_PLUGIN_CONTROL_SERVER_H_
 #define THINSIM_PLUGIN_CONTROL_SERVER_H_
 
+#include <sys/time.h>
+
 #include <atomic>
+#include <deque>
 #include <list>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <thread>
+#include <variant>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 #include "plugin/control_commands.h"
+#include "pool/pool.h"
 #include "pool/status.h"
 
 namespace thinsim {
 
 class ControlServer {
  public:
-  explicit ControlServer(Pool* pool) : commands_(pool) {}
+  static constexpr size_t kDefaultMaxQueuedEvents = 1024;
+
+  // REQUIRES: max_queued_events >= 1.
+  explicit ControlServer(Pool* pool, size_t max_queued_events = kDefaultMaxQueuedEvents)
+      : commands_(pool), max_queued_events_(max_queued_events) {}
   ~ControlServer();
   ControlServer(const ControlServer&) = delete;
   ControlServer& operator=(const ControlServer&) = delete;
@@ -41,23 +66,44 @@ class ControlServer {
   void Start();
   void Stop();
 
-  // Sends an event line to every subscriber.
-  void Publish(const std::string& event_line);
+  // Queues an event for every current subscriber, stamped now. The first
+  // form is the pool's event handler (called under the pool's lock).
+  void Publish(const PoolEvent& event) noexcept;
+  void Publish(std::string name, nlohmann::json data) noexcept;
 
  private:
+  // An event as published: formatted only when written.
+  struct Event {
+    std::string name;
+    std::variant<PoolEvent, nlohmann::json> data;
+    timeval when;
+  };
+  struct Queued {
+    std::shared_ptr<const Event> event;  // null: only a count (no memory for the event)
+    uint64_t lost_after = 0;             // events dropped right after this one
+  };
   struct Client {
-    int fd;
+    int fd = -1;
+    int wake_fd = -1;  // eventfd: readable when `events` has something
     std::thread thread;
     std::atomic<bool> done{false};
-    std::mutex write_mu;  // one line at a time: replies and events never interleave
+    std::mutex events_mu;
+    std::deque<Queued> events;  // guarded by events_mu
   };
 
+  void Enqueue(std::shared_ptr<const Event> event) noexcept;
   void AcceptLoop();
+  bool AcceptOne();
   void Serve(Client* client);
+  void ServeLoop(Client* client);
+  bool HandleLines(Client* client, std::string* buffer);
+  bool WriteEvents(Client* client);
+  void Subscribe(Client* client);
   void Unsubscribe(Client* client);
   void ReapFinished();
 
   ControlCommands commands_;
+  const size_t max_queued_events_;
   std::string path_;
   int listen_fd_ = -1;
   int server_pid_ = -1;  // the process that called Start()
@@ -66,8 +112,12 @@ class ControlServer {
   std::atomic<bool> stopping_{false};
 
   std::mutex mu_;
-  std::list<Client> clients_;       // guarded by mu_
-  std::vector<Client*> subscribers_;  // guarded by mu_
+  std::list<Client> clients_;  // guarded by mu_
+
+  // Its own lock, so that Publish() (under pool locks) never waits for the
+  // acceptor or a reaper. Lock order: subscribers_mu_ -> Client::events_mu.
+  std::mutex subscribers_mu_;
+  std::vector<Client*> subscribers_;  // guarded by subscribers_mu_
 };
 
 }  // namespace thinsim

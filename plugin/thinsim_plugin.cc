@@ -65,14 +65,9 @@ int Guard(Fn fn) {
 
 Handle* H(void* handle) { return static_cast<Handle*>(handle); }
 
-// Pool events go to control-socket subscribers.
-void PublishEvent(const thinsim::PoolEvent& e) {
-  nlohmann::json data = {{"mode", thinsim::PoolModeName(e.mode)},
-                         {"free_blocks", e.free_blocks},
-                         {"total_blocks", e.total_blocks}};
-  if (e.name == "LOW_WATER") data["threshold_blocks"] = e.threshold_blocks;
-  control->Publish(thinsim::ControlCommands::EventLine(e.name, data));
-}
+// Pool events go to control-socket subscribers. Called under the pool's
+// lock: Publish only queues; each subscriber's thread formats and sends.
+void PublishEvent(const thinsim::PoolEvent& e) { control->Publish(e); }
 
 // ---- Configuration ----------------------------------------------------------
 
@@ -158,6 +153,7 @@ void thinsim_cleanup() {
 }
 
 void thinsim_unload() {
+  if (pool) pool->SetEventHandler(nullptr);  // no event may reach a deleted server
   delete control;
   control = nullptr;
   delete pool;

@@ -163,8 +163,11 @@ class Pool {
 
   uint32_t block_size() const { return block_size_; }
 
-  // Receives events. It is called with pool locks held: it must not call
-  // back into the Pool, and should not block.
+  // Receives events, in the order they happen. It is called with meta_mu_
+  // held (from inside data and control operations): it must not call back
+  // into the Pool, must not block and must not throw. It should only queue
+  // the event (ControlServer::Publish does) and leave formatting and
+  // delivery to another thread. A null handler drops events.
   void SetEventHandler(std::function<void(const PoolEvent&)> handler);
 
   // ---- Control plane -------------------------------------------------------
