@@ -99,6 +99,15 @@ using Clock = std::chrono::steady_clock;
 
 constexpr uint64_t kSector = 512;
 constexpr uint64_t kInf = UINT64_MAX;
+
+// "t17" for time 17, "-" for kInf (never). Appended, not `"t" + ...`: GCC 12
+// at -O3 flags that form with a false -Wrestrict.
+std::string TimeName(uint64_t t) {
+  if (t == kInf) return "-";
+  std::string name = "t";
+  name += std::to_string(t);
+  return name;
+}
 constexpr uint64_t kDataMagic = 0x5354524553534441ull;  // "ADSSERTS"
 constexpr uint64_t kGenMagic = 0x53545245535347ffull;
 constexpr uint64_t kMiB = 1 << 20;
@@ -398,9 +407,8 @@ class Model {
       char buf[300];
       std::snprintf(buf, sizeof buf, "\n      op %llu %s [%llu, +%llu) issued t%llu done %s killed %s%s%s %s",
                     (unsigned long long)e.op, OpKindName(op.kind), (unsigned long long)op.off,
-                    (unsigned long long)op.len, (unsigned long long)op.start,
-                    op.end == kInf ? "-" : ("t" + std::to_string(op.end)).c_str(),
-                    e.killed == kInf ? "-" : ("t" + std::to_string(e.killed)).c_str(),
+                    (unsigned long long)op.len, (unsigned long long)op.start, TimeName(op.end).c_str(),
+                    TimeName(e.killed).c_str(),
                     op.failed ? " FAILED" : "", Valid(e, start, end) ? " (valid)" : "", op.what.c_str());
       out += buf;
     }
@@ -642,8 +650,14 @@ void CheckGens(const std::vector<uint64_t>& g0, const std::vector<uint64_t>* g1,
   auto show = [&] {
     std::string s;
     for (uint64_t k = 0; k < opt.gen_slots; ++k) {
-      s += " " + std::to_string(g0[k]);
-      if (g1) s += "/" + std::to_string((*g1)[k]);
+      // Appended piecewise: GCC 12 at -O3 flags `" " + std::to_string(..)`
+      // with a false -Wrestrict.
+      s += ' ';
+      s += std::to_string(g0[k]);
+      if (g1) {
+        s += '/';
+        s += std::to_string((*g1)[k]);
+      }
     }
     return s;
   };
