@@ -26,8 +26,13 @@ std::string VolName(const VolumeImage& v) {
 }
 
 uint64_t VblocksOf(const Image& image, uint64_t size) {
-  return image.block_size ? (size + image.block_size - 1) / image.block_size : 0;
+  // Not (size + block_size - 1) / block_size, which wraps for a huge size.
+  return image.block_size ? size / image.block_size + (size % image.block_size != 0) : 0;
 }
+
+// Whether chunk slot `index` lies past a volume of `vblocks` blocks
+// (comparing slots, not index * 64, which wraps for a damaged index).
+bool ChunkBeyond(uint64_t index, uint64_t vblocks) { return index >= vblocks / kChunk + (vblocks % kChunk != 0); }
 
 bool SizeTooLarge(const Image& image, uint64_t size) {
   return size > kMaxVolumeSize || VblocksOf(image, size) > kMaxVolumeBlocks;
@@ -97,7 +102,7 @@ void CheckVolume(const Image& image, const VolumeImage& v, std::set<std::string>
   }
   uint64_t vblocks = VblocksOf(image, a.size);
   for (const auto& [index, c] : v.chunks) {
-    if (index * kChunk >= vblocks) {
+    if (ChunkBeyond(index, vblocks)) {
       r->damage.push_back({true, VolName(v) + " maps chunk " + std::to_string(index) + " beyond its size"});
     }
     if (static_cast<size_t>(std::popcount(c->mapped)) != c->dblocks.size() || (c->provisioned & ~c->mapped)) {
@@ -231,7 +236,8 @@ void RepairAttributes(Image* image, RepairLog log) {
       uint64_t chunks = v.chunks.empty() ? 0 : v.chunks.rbegin()->first + 1;
       size = std::max<uint64_t>(chunks * kChunk * image->block_size, image->block_size);
     }
-    size = (size + 511) / 512 * 512;
+    // Clamped first: rounding up a size near 2^64 would wrap to 0.
+    size = (std::min(size, kMaxVolumeSize) + 511) / 512 * 512;
     if (SizeTooLarge(*image, size) && image->block_size != 0) {
       size = std::min(kMaxVolumeSize, kMaxVolumeBlocks * image->block_size);
     }
@@ -269,7 +275,7 @@ void RepairMappings(Image* image, RepairLog log) {
     uint64_t vblocks = VblocksOf(*image, a.size);
     for (auto it = v.chunks.begin(); it != v.chunks.end();) {
       const uint64_t index = it->first;
-      if (index * kChunk >= vblocks) {
+      if (ChunkBeyond(index, vblocks)) {
         log.lost->push_back("volume '" + a.name + "': dropped chunk " + std::to_string(index) + " beyond its size");
         it = v.chunks.erase(it);
         continue;

@@ -157,6 +157,20 @@ TEST(CheckImage, ChunkBeyondSizeIsFatalAndRepairDropsIt) {
   EXPECT_EQ(image.volumes[1].chunks.count(2), 0u);
 }
 
+// Found by fuzz/metadata_pool_fuzzer: index * 64 wrapped to 0, so a chunk
+// at a huge index passed as inside the volume and reached the engine.
+TEST(CheckImage, ChunkAtAHugeIndexIsBeyondTheSize) {
+  Image image = HealthyImage();
+  image.volumes[1].chunks[uint64_t{1} << 58] = MakeChunk({{0, 40}});
+  DeriveRefcounts(&image);
+  CheckResult r = Check(image);
+  auto found = Matching(r, "beyond its size");
+  ASSERT_EQ(found.size(), 1u) << Describe(r);
+  EXPECT_TRUE(found[0].fatal);
+  RepairToClean(&image);
+  EXPECT_EQ(image.volumes[1].chunks.count(uint64_t{1} << 58), 0u);
+}
+
 TEST(CheckImage, DuplicateNamesAreFatalAndRepairRenames) {
   Image image = HealthyImage();
   image.volumes[2].attrs.name = "vol";
@@ -183,6 +197,16 @@ TEST(CheckImage, BadSizeIsFatalAndRepairRoundsItUp) {
   EXPECT_TRUE(Check(image).fatal());
   RepairToClean(&image);
   EXPECT_EQ(image.volumes[1].attrs.size, (64ull << 20) + 512);
+}
+
+// Found by fuzz/metadata_records_fuzzer: rounding a size near 2^64 up to
+// 512 bytes wrapped to 0, and repair left the size as it was.
+TEST(CheckImage, RepairClampsAHugeSize) {
+  Image image = HealthyImage();
+  image.volumes[2].attrs.size = UINT64_MAX;
+  EXPECT_TRUE(Check(image).fatal());
+  RepairToClean(&image);
+  EXPECT_EQ(image.volumes[2].attrs.size, (uint64_t{1} << 31) * 65536);  // 2^31 blocks
 }
 
 TEST(CheckImage, UnknownStrategyAndModeAreNonFatal) {

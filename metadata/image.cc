@@ -45,7 +45,8 @@ Status Image::Apply(std::string_view payload) {
       } else {
         it->second.attrs = v;
         // A shrink drops the chunks past the end.
-        uint64_t vblocks = block_size ? (v.size + block_size - 1) / block_size : 0;
+        // Rounded up without v.size + block_size, which wraps for a huge size.
+        uint64_t vblocks = block_size ? v.size / block_size + (v.size % block_size != 0) : 0;
         uint64_t nr_chunks = (vblocks + 63) / 64;
         it->second.chunks.erase(it->second.chunks.lower_bound(nr_chunks), it->second.chunks.end());
       }
