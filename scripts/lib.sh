@@ -19,6 +19,7 @@ THINSIM_DEPS=(
   libboost-dev nlohmann-json3-dev libcli11-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   fuse3 e2fsprogs xfsprogs btrfs-progs fio qemu-utils jq socat util-linux
+  clang libclang-rt-14-dev
 )
 
 thinsim_log() {
