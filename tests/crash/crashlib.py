@@ -256,8 +256,6 @@ def dump_usage(dump):
 
 FILE_HEADER = 24          # magic u64, version u32, pad u32, generation u64
 SUPERBLOCK_SIZE = 64      # ... log_length u64, commit_seq u64, crc u32, zero pad
-SUPERBLOCK_USED = 44      # bytes 44..63 are zero padding outside the CRC
-HEADER_PAD = range(12, 16)  # the pad u32 of checkpoint and log headers
 
 
 def read_superblock(pool_dir):
