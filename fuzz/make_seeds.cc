@@ -20,7 +20,7 @@
 #include <vector>
 
 #include "fuzz/fuzz_util.h"
-#include "metadata/encoding.h"
+#include "base/encoding.h"
 #include "metadata/image.h"
 #include "metadata/journal.h"
 #include "pool/pool.h"
@@ -61,12 +61,12 @@ void Fill(Pool* pool, const std::string& name, uint64_t off, uint64_t len, uint8
 // records as a metadata_records input.
 void Emit(const std::string& out, const std::string& name, const std::string& dir, const std::string& log_tail = "") {
   std::string sb = Read(dir + "/metadata");
-  uint64_t gen = metadata::Reader(std::string_view(sb).substr(16, 8)).U64();
+  uint64_t gen = Reader(std::string_view(sb).substr(16, 8)).U64();
   std::string ckpt = Read(dir + "/metadata.ckpt." + std::to_string(gen));
   std::string log = Read(dir + "/metadata.log." + std::to_string(gen)) + log_tail;
   std::string pool_input(1, log_tail.empty() ? '\x07' : '\x03');
   pool_input += sb;
-  metadata::PutU32(&pool_input, static_cast<uint32_t>(ckpt.size()));
+  PutU32(&pool_input, static_cast<uint32_t>(ckpt.size()));
   pool_input += ckpt + log;
   Write(out + "/metadata_pool/" + name, pool_input);
   Write(out + "/metadata_records/" + name, "\x01" + ckpt.substr(24) + log.substr(24));

@@ -41,8 +41,8 @@
 #include "fuzz/fuzz_util.h"
 #include "fuzz/metadata_properties.h"
 #include "metadata/check.h"
-#include "metadata/crc32c.h"
-#include "metadata/encoding.h"
+#include "base/crc32c.h"
+#include "base/encoding.h"
 #include "metadata/image.h"
 #include "metadata/journal.h"
 #include "pool/pool.h"
@@ -72,7 +72,7 @@ Files Decode(std::string_view in) {
   if (!in.empty()) in.remove_prefix(1);
   f.superblock = std::string(in.substr(0, kSuperblock));
   in.remove_prefix(f.superblock.size());
-  metadata::Reader len(in.substr(0, 4));
+  Reader len(in.substr(0, 4));
   size_t n = std::min<size_t>(len.U32(), in.size() > 4 ? in.size() - 4 : 0);
   in.remove_prefix(std::min<size_t>(4, in.size()));
   f.checkpoint = std::string(in.substr(0, n));
@@ -84,16 +84,16 @@ Files Decode(std::string_view in) {
   if (f.superblock.size() == kSuperblock) {
     if (flags & 4) {
       std::string v;
-      metadata::PutU64(&v, f.log.size());
+      PutU64(&v, f.log.size());
       f.superblock.replace(24, 8, v);
     }
     if (flags & 2) {
       std::string v;
-      metadata::PutU32(&v, metadata::Crc32c(0, f.superblock.data(), 40));
+      PutU32(&v, Crc32c(0, f.superblock.data(), 40));
       f.superblock.replace(40, 4, v);
     }
   }
-  if (f.superblock.size() >= 24) f.generation = metadata::Reader(std::string_view(f.superblock).substr(16, 8)).U64();
+  if (f.superblock.size() >= 24) f.generation = Reader(std::string_view(f.superblock).substr(16, 8)).U64();
   return f;
 }
 

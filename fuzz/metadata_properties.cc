@@ -1,8 +1,8 @@
 #include "fuzz/metadata_properties.h"
 
 #include "fuzz/fuzz_util.h"
-#include "metadata/crc32c.h"
-#include "metadata/encoding.h"
+#include "base/crc32c.h"
+#include "base/encoding.h"
 #include "metadata/journal.h"
 #include "metadata/records.h"
 
@@ -16,12 +16,12 @@ using metadata::LoadReport;
 void FixRecordCrcs(std::string* data, size_t from) {
   size_t pos = from;
   while (data->size() - pos >= 8) {
-    metadata::Reader header(std::string_view(*data).substr(pos, 4));
+    Reader header(std::string_view(*data).substr(pos, 4));
     uint32_t len = header.U32();
     if (len == 0 || len > data->size() - pos - 8) return;
-    uint32_t crc = metadata::Crc32c(0, data->data() + pos + 8, len);
+    uint32_t crc = Crc32c(0, data->data() + pos + 8, len);
     std::string enc;
-    metadata::PutU32(&enc, crc);
+    PutU32(&enc, crc);
     data->replace(pos + 4, 4, enc);
     pos += 8 + len;
   }

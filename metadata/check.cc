@@ -5,14 +5,15 @@
 #include <map>
 #include <set>
 
-#include "pool/sizes.h"
-#include "pool/types.h"
+#include "base/sizes.h"
+#include "metadata/pool_dir.h"
+#include "base/types.h"
 
 namespace thinsim::metadata {
 
 namespace {
 
-constexpr uint64_t kChunk = 64;
+constexpr uint64_t kChunk = kChunkEntries;
 // As the pool: at most 2^31 vblocks per volume.
 constexpr uint64_t kMaxVolumeBlocks = uint64_t{1} << 31;
 // Lines of one repetitive kind of damage before the rest are summed up.

@@ -4,7 +4,7 @@
 #include <set>
 #include <unordered_map>
 
-#include "metadata/encoding.h"
+#include "base/encoding.h"
 
 namespace thinsim::metadata {
 

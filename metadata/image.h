@@ -18,7 +18,7 @@
 #include <vector>
 
 #include "metadata/records.h"
-#include "pool/status.h"
+#include "base/status.h"
 
 namespace thinsim::metadata {
 

@@ -6,7 +6,7 @@
 
 #include <string>
 
-#include "metadata/encoding.h"
+#include "base/encoding.h"
 #include "metadata/records.h"
 #include "metadata/test_util.h"
 

@@ -10,8 +10,9 @@
 #include <cstring>
 #include <set>
 
-#include "metadata/crc32c.h"
-#include "metadata/encoding.h"
+#include "base/crc32c.h"
+#include "metadata/pool_dir.h"
+#include "base/encoding.h"
 
 namespace thinsim::metadata {
 
@@ -24,14 +25,6 @@ constexpr uint32_t kVersion = 1;
 // File header of checkpoint and log: magic, version, pad, generation.
 constexpr size_t kFileHeader = 24;
 constexpr size_t kSuperblockSize = 64;
-
-std::string SuperPath(const std::string& dir) { return dir + "/metadata"; }
-std::string CkptPath(const std::string& dir, uint64_t gen) {
-  return dir + "/metadata.ckpt." + std::to_string(gen);
-}
-std::string LogPath(const std::string& dir, uint64_t gen) {
-  return dir + "/metadata.log." + std::to_string(gen);
-}
 
 Status Errno(const std::string& what) { return Status::IOError(what + ": " + std::strerror(errno)); }
 
@@ -156,7 +149,7 @@ Journal::~Journal() {
 
 bool Journal::Exists(const std::string& dir) {
   struct stat st;
-  return stat(SuperPath(dir).c_str(), &st) == 0;
+  return stat(SuperblockPath(dir).c_str(), &st) == 0;
 }
 
 Status Journal::Create(const std::string& dir, const std::string& checkpoint,
@@ -165,7 +158,7 @@ Status Journal::Create(const std::string& dir, const std::string& checkpoint,
   j->generation_ = 1;
   std::string ckpt = FileHeader(kCkptMagic, 1) + checkpoint;
   AppendCommit(&ckpt, 0);
-  THINSIM_RETURN_IF_ERROR(WriteNewFile(CkptPath(dir, 1), ckpt));
+  THINSIM_RETURN_IF_ERROR(WriteNewFile(CheckpointPath(dir, 1), ckpt));
   THINSIM_RETURN_IF_ERROR(WriteNewFile(LogPath(dir, 1), FileHeader(kLogMagic, 1)));
   THINSIM_RETURN_IF_ERROR(SyncDir(dir));
   j->log_length_ = kFileHeader;
@@ -184,8 +177,8 @@ Status Journal::OpenLog() {
   // complete transaction.
   if (ftruncate(log_fd_, static_cast<off_t>(log_length_)) != 0) return Errno("truncate log");
   if (sb_fd_ < 0) {
-    sb_fd_ = open(SuperPath(dir_).c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-    if (sb_fd_ < 0) return Errno("open " + SuperPath(dir_));
+    sb_fd_ = open(SuperblockPath(dir_).c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (sb_fd_ < 0) return Errno("open " + SuperblockPath(dir_));
   }
   return Status::OK();
 }
@@ -199,7 +192,7 @@ Status Journal::WriteSuperblock() {
 
 Status Journal::OpenForAppend(const std::string& dir, std::unique_ptr<Journal>* out) {
   std::string data;
-  THINSIM_RETURN_IF_ERROR(ReadFile(SuperPath(dir), &data));
+  THINSIM_RETURN_IF_ERROR(ReadFile(SuperblockPath(dir), &data));
   Superblock sb;
   THINSIM_RETURN_IF_ERROR(DecodeSuperblock(data, &sb));
   std::unique_ptr<Journal> j(new Journal(dir));
@@ -226,14 +219,14 @@ Status Journal::Checkpoint(const std::string& checkpoint) {
   uint64_t gen = old_gen + 1;
   std::string ckpt = FileHeader(kCkptMagic, gen) + checkpoint;
   AppendCommit(&ckpt, commit_seq_);
-  THINSIM_RETURN_IF_ERROR(WriteNewFile(CkptPath(dir_, gen), ckpt));
+  THINSIM_RETURN_IF_ERROR(WriteNewFile(CheckpointPath(dir_, gen), ckpt));
   THINSIM_RETURN_IF_ERROR(WriteNewFile(LogPath(dir_, gen), FileHeader(kLogMagic, gen)));
   THINSIM_RETURN_IF_ERROR(SyncDir(dir_));
   generation_ = gen;
   log_length_ = kFileHeader;
   THINSIM_RETURN_IF_ERROR(OpenLog());
   THINSIM_RETURN_IF_ERROR(WriteSuperblock());
-  unlink(CkptPath(dir_, old_gen).c_str());
+  unlink(CheckpointPath(dir_, old_gen).c_str());
   unlink(LogPath(dir_, old_gen).c_str());
   return Status::OK();
 }
@@ -316,7 +309,7 @@ std::set<uint64_t> FileGenerations(const std::string& dir) {
 
 Status Journal::Load(const std::string& dir, Image* image, LoadReport* report) {
   std::string data;
-  THINSIM_RETURN_IF_ERROR(ReadFile(SuperPath(dir), &data));
+  THINSIM_RETURN_IF_ERROR(ReadFile(SuperblockPath(dir), &data));
   Superblock sb;
   Status s = DecodeSuperblock(data, &sb);
   if (!s.ok()) {
@@ -326,7 +319,7 @@ Status Journal::Load(const std::string& dir, Image* image, LoadReport* report) {
   report->generation = sb.generation;
   report->commit_seq = sb.commit_seq;
   std::string ckpt;
-  s = ReadFile(CkptPath(dir, sb.generation), &ckpt);
+  s = ReadFile(CheckpointPath(dir, sb.generation), &ckpt);
   if (!s.ok()) {
     report->fatal.push_back("checkpoint of generation " + std::to_string(sb.generation) + " is missing");
     return Status::Corruption(report->fatal.back());
@@ -375,7 +368,7 @@ Status Journal::Salvage(const std::string& dir, Image* image, LoadReport* report
   uint64_t fallback = 0;
   for (auto it = gens.rbegin(); it != gens.rend(); ++it) {
     std::string ckpt;
-    if (!ReadFile(CkptPath(dir, *it), &ckpt).ok() || !HeaderOk(ckpt, kCkptMagic, *it)) continue;
+    if (!ReadFile(CheckpointPath(dir, *it), &ckpt).ok() || !HeaderOk(ckpt, kCkptMagic, *it)) continue;
     Image trial;
     LoadReport trial_report;
     LoadCheckpoint(ckpt, &trial, &trial_report);
@@ -391,7 +384,7 @@ Status Journal::Salvage(const std::string& dir, Image* image, LoadReport* report
   report->warnings.push_back("salvaging generation " + std::to_string(gen) +
                              " without a superblock: every complete transaction of its log is replayed");
   std::string ckpt;
-  THINSIM_RETURN_IF_ERROR(ReadFile(CkptPath(dir, gen), &ckpt));
+  THINSIM_RETURN_IF_ERROR(ReadFile(CheckpointPath(dir, gen), &ckpt));
   report->checkpoint_bytes = ckpt.size();
   LoadCheckpoint(ckpt, image, report);
   std::string log;
@@ -414,7 +407,7 @@ Status Journal::Rewrite(const std::string& dir, const std::string& checkpoint, u
   uint64_t newest = old.empty() ? 0 : *old.rbegin();
   std::string sb_data;
   Superblock sb;
-  if (ReadFile(SuperPath(dir), &sb_data).ok() && DecodeSuperblock(sb_data, &sb).ok()) {
+  if (ReadFile(SuperblockPath(dir), &sb_data).ok() && DecodeSuperblock(sb_data, &sb).ok()) {
     newest = std::max(newest, sb.generation);
   }
   std::unique_ptr<Journal> j(new Journal(dir));
@@ -423,7 +416,7 @@ Status Journal::Rewrite(const std::string& dir, const std::string& checkpoint, u
   j->commit_seq_ = commit_seq;
   std::string ckpt = FileHeader(kCkptMagic, j->generation_) + checkpoint;
   AppendCommit(&ckpt, commit_seq);
-  THINSIM_RETURN_IF_ERROR(WriteNewFile(CkptPath(dir, j->generation_), ckpt));
+  THINSIM_RETURN_IF_ERROR(WriteNewFile(CheckpointPath(dir, j->generation_), ckpt));
   THINSIM_RETURN_IF_ERROR(WriteNewFile(LogPath(dir, j->generation_), FileHeader(kLogMagic, j->generation_)));
   THINSIM_RETURN_IF_ERROR(SyncDir(dir));
   // The switch: until the superblock names the new generation, the old
@@ -433,7 +426,7 @@ Status Journal::Rewrite(const std::string& dir, const std::string& checkpoint, u
   THINSIM_RETURN_IF_ERROR(SyncDir(dir));
   for (uint64_t gen : old) {
     if (gen == j->generation_) continue;
-    unlink(CkptPath(dir, gen).c_str());
+    unlink(CheckpointPath(dir, gen).c_str());
     unlink(LogPath(dir, gen).c_str());
   }
   if (generation != nullptr) *generation = j->generation_;

@@ -23,7 +23,7 @@
 #include <vector>
 
 #include "metadata/image.h"
-#include "pool/status.h"
+#include "base/status.h"
 
 namespace thinsim::metadata {
 

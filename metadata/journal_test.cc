@@ -7,8 +7,8 @@
 #include <memory>
 #include <string>
 
-#include "metadata/crc32c.h"
-#include "metadata/encoding.h"
+#include "base/crc32c.h"
+#include "base/encoding.h"
 #include "metadata/records.h"
 #include "metadata/test_util.h"
 

@@ -1,7 +1,7 @@
 #include "metadata/records.h"
 
-#include "metadata/crc32c.h"
-#include "metadata/encoding.h"
+#include "base/crc32c.h"
+#include "base/encoding.h"
 
 namespace thinsim::metadata {
 

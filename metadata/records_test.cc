@@ -8,8 +8,8 @@
 #include <string>
 #include <vector>
 
-#include "metadata/crc32c.h"
-#include "metadata/encoding.h"
+#include "base/crc32c.h"
+#include "base/encoding.h"
 
 namespace thinsim::metadata {
 namespace {

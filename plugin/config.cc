@@ -3,7 +3,7 @@
 #include <cstdlib>
 #include <set>
 
-#include "pool/sizes.h"
+#include "base/sizes.h"
 
 namespace thinsim {
 

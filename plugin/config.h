@@ -11,7 +11,7 @@
 #include <vector>
 
 #include "pool/pool.h"
-#include "pool/status.h"
+#include "base/status.h"
 
 namespace thinsim {
 

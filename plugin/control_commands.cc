@@ -6,7 +6,7 @@
 #include <optional>
 
 #include "plugin/control_request.h"
-#include "pool/sizes.h"
+#include "base/sizes.h"
 
 namespace thinsim {
 

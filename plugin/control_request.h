@@ -21,7 +21,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "pool/status.h"
+#include "base/status.h"
 
 namespace thinsim {
 

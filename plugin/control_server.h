@@ -41,7 +41,7 @@
 
 #include "plugin/control_commands.h"
 #include "pool/pool.h"
-#include "pool/status.h"
+#include "base/status.h"
 
 namespace thinsim {
 

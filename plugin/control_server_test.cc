@@ -21,7 +21,7 @@
 
 #include <gtest/gtest.h>
 
-#include "pool/status_test_util.h"
+#include "base/status_test_util.h"
 #include "pool/volume.h"
 
 namespace thinsim {

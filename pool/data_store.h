@@ -18,8 +18,8 @@
 #include <memory>
 #include <string>
 
-#include "pool/status.h"
-#include "pool/types.h"
+#include "base/status.h"
+#include "base/types.h"
 
 namespace thinsim {
 

@@ -33,12 +33,14 @@
 #include <vector>
 
 #include "pool/space_map.h"
-#include "pool/types.h"
+#include "base/types.h"
+#include "metadata/pool_dir.h"
 
 namespace thinsim {
 
-inline constexpr uint32_t kChunkShift = 6;
-inline constexpr uint32_t kChunkSize = 1u << kChunkShift;
+inline constexpr uint32_t kChunkShift = metadata::kChunkShift;
+inline constexpr uint32_t kChunkSize = metadata::kChunkEntries;
+static_assert(kChunkSize == 64, "a Chunk's bitmaps are one uint64_t each");
 
 class Chunk {
  public:

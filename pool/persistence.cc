@@ -26,11 +26,12 @@
 
 #include "metadata/check.h"
 #include "metadata/image.h"
+#include "metadata/pool_dir.h"
 #include "metadata/journal.h"
 #include "metadata/records.h"
 #include "pool/data_store.h"
 #include "pool/pool.h"
-#include "pool/sizes.h"
+#include "base/sizes.h"
 #include "pool/space_map.h"
 #include "pool/volume.h"
 
@@ -69,7 +70,7 @@ metadata::ChunkRecord ChunkRecordOf(uint64_t volume_id, size_t index, const Chun
 }
 
 Status OpenDataFile(const PoolOptions& o, uint64_t nr_blocks, bool must_exist, std::unique_ptr<DataStore>* out) {
-  std::string data = o.dir + "/data";
+  std::string data = metadata::DataPath(o.dir);
   struct stat st;
   bool exists = stat(data.c_str(), &st) == 0;
   if (must_exist && !exists) {
@@ -127,13 +128,14 @@ Status DiscardUnusedBlocks(const std::string& path, const metadata::Image& image
 
 // ---- Opening ----------------------------------------------------------------
 
-Status Pool::OpenDir(const PoolOptions& options, int lock_fd, std::unique_ptr<Pool>* out) {
+Status Pool::OpenDir(const PoolOptions& options, std::unique_ptr<metadata::PoolDirLock> dir_lock,
+                     std::unique_ptr<Pool>* out) {
   PoolOptions o = options;
   if (!metadata::Journal::Exists(o.dir)) {
     uint64_t nr_blocks = o.size / o.block_size;
     std::unique_ptr<DataStore> store;
     THINSIM_RETURN_IF_ERROR(OpenDataFile(o, nr_blocks, false, &store));
-    out->reset(new Pool(o, std::move(store), lock_fd));
+    out->reset(new Pool(o, std::move(store), std::move(dir_lock)));
     Pool& p = **out;
     p.space_map_ = std::make_unique<SpaceMap>(nr_blocks);
     p.space_map_->set_track_changes(true);
@@ -161,8 +163,8 @@ Status Pool::OpenDir(const PoolOptions& options, int lock_fd, std::unique_ptr<Po
   uint64_t nr_blocks = image.nr_blocks;
   std::unique_ptr<DataStore> store;
   THINSIM_RETURN_IF_ERROR(OpenDataFile(o, nr_blocks, true, &store));
-  THINSIM_RETURN_IF_ERROR(DiscardUnusedBlocks(o.dir + "/data", image));
-  out->reset(new Pool(o, std::move(store), lock_fd));
+  THINSIM_RETURN_IF_ERROR(DiscardUnusedBlocks(metadata::DataPath(o.dir), image));
+  out->reset(new Pool(o, std::move(store), std::move(dir_lock)));
   Pool& p = **out;
   p.space_map_ = std::make_unique<SpaceMap>(nr_blocks);
   p.guarantors_.assign(nr_blocks, 0);

@@ -16,7 +16,7 @@
 
 #include "metadata/journal.h"
 #include "pool/data_store.h"
-#include "pool/sizes.h"
+#include "base/sizes.h"
 #include "pool/space_map.h"
 #include "pool/volume.h"
 
@@ -49,22 +49,6 @@ Status PoolBlocks(uint64_t size, uint32_t bs, uint64_t* out) {
   return Status::OK();
 }
 
-// Takes DIR/lock so that two servers never open one pool.
-Status LockPoolDir(const std::string& dir, int* fd_out) {
-  if (mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST) {
-    return Status::IOError("cannot create pool directory " + dir + ": " + std::strerror(errno));
-  }
-  std::string path = dir + "/lock";
-  int fd = open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-  if (fd < 0) return Status::IOError("cannot open " + path + ": " + std::strerror(errno));
-  if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
-    close(fd);
-    return Status::Busy("pool " + dir + " is in use by another process");
-  }
-  *fd_out = fd;
-  return Status::OK();
-}
-
 }  // namespace
 
 // ---- Construction -----------------------------------------------------------
@@ -74,23 +58,19 @@ Status Pool::Open(const PoolOptions& o, std::unique_ptr<Pool>* out) {
   if (o.low_water_percent > 100) return Status::Invalid("low-water must be 0-100 percent");
   uint64_t nr_blocks = 0;
   if (!o.dir.empty()) {
-    int lock_fd = -1;
-    THINSIM_RETURN_IF_ERROR(LockPoolDir(o.dir, &lock_fd));
-    bool fresh = !metadata::Journal::Exists(o.dir);
-    struct stat data_st;
-    bool has_data = stat((o.dir + "/data").c_str(), &data_st) == 0 && data_st.st_size > 0;
+    std::unique_ptr<metadata::PoolDirLock> lock;
+    THINSIM_RETURN_IF_ERROR(metadata::PoolDirLock::Acquire(o.dir, /*create_dir=*/true, &lock));
+    metadata::PoolDirState state = metadata::InspectPoolDir(o.dir);
+    bool fresh = !state.has_superblock;
     Status s = fresh ? PoolBlocks(o.size, o.block_size, &nr_blocks) : Status::OK();
-    if (fresh && has_data) {
+    if (state.orphaned_data()) {
       s = Status::Corruption(o.dir + "/data exists but its metadata superblock " + o.dir +
                              "/metadata does not: run `thinsim check " + o.dir +
                              "` and `thinsim repair " + o.dir + "`");
     }
     if (s.ok() && fresh && o.size == 0) s = Status::Invalid("size: a new pool needs size=SIZE, its data capacity");
-    if (s.ok()) s = OpenDir(o, lock_fd, out);
-    if (!s.ok()) {
-      out->reset();
-      close(lock_fd);
-    }
+    if (s.ok()) s = OpenDir(o, std::move(lock), out);
+    if (!s.ok()) out->reset();
     return s;
   }
   THINSIM_RETURN_IF_ERROR(PoolBlocks(o.size, o.block_size, &nr_blocks));
@@ -100,22 +80,22 @@ Status Pool::Open(const PoolOptions& o, std::unique_ptr<Pool>* out) {
   } else {
     THINSIM_RETURN_IF_ERROR(NewMemoryStore(o.block_size, nr_blocks, &store));
   }
-  out->reset(new Pool(o, std::move(store), -1));
+  out->reset(new Pool(o, std::move(store), nullptr));
   (*out)->space_map_ = std::make_unique<SpaceMap>(nr_blocks);
   (*out)->guarantors_.assign(nr_blocks, 0);
   return Status::OK();
 }
 
-Pool::Pool(const PoolOptions& options, std::unique_ptr<DataStore> store, int lock_fd)
+Pool::Pool(const PoolOptions& options, std::unique_ptr<DataStore> store,
+           std::unique_ptr<metadata::PoolDirLock> dir_lock)
     : block_size_(options.block_size), options_(options),
       store_(options.wrap_store ? options.wrap_store(std::move(store)) : std::move(store)),
-      lock_fd_(lock_fd) {}
+      dir_lock_(std::move(dir_lock)) {}
 
 Pool::~Pool() {
   StopCommitter();
   if (journal_) Commit();  // best effort: a clean shutdown loses nothing
   volumes_.clear();
-  if (lock_fd_ >= 0) close(lock_fd_);
 }
 
 // ---- Queries ----------------------------------------------------------------

@@ -53,8 +53,9 @@
 #include <unordered_set>
 #include <vector>
 
-#include "pool/status.h"
-#include "pool/types.h"
+#include "base/status.h"
+#include "base/types.h"
+#include "metadata/pool_dir.h"
 
 namespace thinsim {
 
@@ -261,10 +262,12 @@ class Pool {
     kZeroMayTrim,    // unmap whole blocks, zero the partial edges
   };
 
-  Pool(const PoolOptions& options, std::unique_ptr<DataStore> store, int lock_fd);
+  Pool(const PoolOptions& options, std::unique_ptr<DataStore> store,
+       std::unique_ptr<metadata::PoolDirLock> dir_lock);
 
   // ---- Persistence (persistence.cc) ----
-  static Status OpenDir(const PoolOptions& options, int lock_fd, std::unique_ptr<Pool>* out);
+  static Status OpenDir(const PoolOptions& options, std::unique_ptr<metadata::PoolDirLock> dir_lock,
+                        std::unique_ptr<Pool>* out);
   // Builds volumes, mappings and every counter from a loaded image.
   Status LoadImageLocked(const metadata::Image& image);
   void RebuildCountersLocked();
@@ -412,7 +415,7 @@ class Pool {
   const uint32_t block_size_;
   const PoolOptions options_;
   const std::unique_ptr<DataStore> store_;
-  const int lock_fd_;  // flock on DIR/lock, or -1
+  const std::unique_ptr<metadata::PoolDirLock> dir_lock_;  // DIR's lock; null in memory
 
   mutable std::shared_mutex meta_mu_;
   std::condition_variable_any space_freed_;  // with meta_mu_

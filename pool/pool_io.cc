@@ -16,7 +16,7 @@
 
 #include "pool/data_store.h"
 #include "pool/pool.h"
-#include "pool/sizes.h"
+#include "base/sizes.h"
 #include "pool/space_map.h"
 #include "pool/volume.h"
 

@@ -14,7 +14,7 @@
 #include <gtest/gtest.h>
 
 #include "pool/pool.h"
-#include "pool/status_test_util.h"
+#include "base/status_test_util.h"
 
 namespace thinsim {
 namespace {

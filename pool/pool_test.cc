@@ -1,6 +1,6 @@
 // Unit tests of the engine's operations on small in-memory pools.
 #include "pool/pool.h"
-#include "pool/status_test_util.h"
+#include "base/status_test_util.h"
 
 #include <unistd.h>
 

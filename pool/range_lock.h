@@ -21,7 +21,7 @@
 #include <condition_variable>
 #include <mutex>
 
-#include "pool/types.h"
+#include "base/types.h"
 
 namespace thinsim {
 

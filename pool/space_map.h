@@ -22,7 +22,7 @@
 #include <cstdint>
 #include <vector>
 
-#include "pool/types.h"
+#include "base/types.h"
 
 namespace thinsim {
 

@@ -11,7 +11,7 @@
 
 #include "pool/mapping.h"
 #include "pool/range_lock.h"
-#include "pool/types.h"
+#include "base/types.h"
 
 namespace thinsim {
 

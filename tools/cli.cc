@@ -206,8 +206,8 @@ std::string HumanReply(const Request& request, const json& result) {
 int StreamEvents(ControlClient* client, bool as_json, std::ostream& out, std::ostream& err) {
   for (;;) {
     Event event;
-    ClientStatus status = client->ReadEvent(&event);
-    if (status.code() == ClientCode::kClosed) return kExitOk;
+    Status status = client->ReadEvent(&event);
+    if (status.code() == ErrorCode::kUnavailable) return kExitOk;
     if (!status.ok()) return Fail(err, status.message());
     std::string line = event.line;
     if (!as_json) {
@@ -376,7 +376,7 @@ int Execute(const Invocation& invocation, std::ostream& out, std::ostream& err) 
   if (invocation.offline) return offline::RunOffline(*invocation.offline, out, err);
   ControlClient client;
   client.set_timeout(invocation.timeout);
-  ClientStatus status = client.Connect(invocation.socket_path);
+  Status status = client.Connect(invocation.socket_path);
   if (!status.ok()) return Fail(err, status.message());
   Reply reply;
   status = client.Call(invocation.request, &reply);

@@ -417,7 +417,7 @@ TEST(ControlClientTest, MatchesReplyByIdSkippingEventsAndOtherIds) {
   ControlClient client;
   ASSERT_TRUE(client.Connect(server.path()).ok());
   Reply reply;
-  ClientStatus status = client.Call(Request{"query-pool"}, &reply);
+  Status status = client.Call(Request{"query-pool"}, &reply);
   ASSERT_TRUE(status.ok()) << status.message();
   EXPECT_TRUE(reply.ok);
   EXPECT_EQ(reply.value, SamplePool());
@@ -440,8 +440,8 @@ TEST(ControlClientTest, TimesOut) {
   client.set_timeout(150ms);
   ASSERT_TRUE(client.Connect(server.path()).ok());
   Reply reply;
-  ClientStatus status = client.Call(Request{"query-pool"}, &reply);
-  EXPECT_EQ(status.code(), ClientCode::kTimedOut);
+  Status status = client.Call(Request{"query-pool"}, &reply);
+  EXPECT_EQ(status.code(), ErrorCode::kTimedOut);
   EXPECT_EQ(status.message(), "timed out after 0.15s waiting for reply to query-pool on control socket " +
                                   server.path());
 }
@@ -459,7 +459,7 @@ TEST(ControlClientTest, GarbageLineIsAProtocolError) {
   ControlClient client;
   ASSERT_TRUE(client.Connect(server.path()).ok());
   Reply reply;
-  EXPECT_EQ(client.Call(Request{"query-pool"}, &reply).code(), ClientCode::kProtocolError);
+  EXPECT_EQ(client.Call(Request{"query-pool"}, &reply).code(), ErrorCode::kProtocol);
 }
 
 TEST(ControlClientTest, ConnectionRefused) {

@@ -66,20 +66,19 @@ void ControlClient::Close() {
   buffer_.clear();
 }
 
-ClientStatus ControlClient::Connect(const std::string& path) {
+Status ControlClient::Connect(const std::string& path) {
   Close();
   path_ = path;
   sockaddr_un addr{};
   addr.sun_family = AF_UNIX;
   if (path.empty() || path.size() >= sizeof(addr.sun_path)) {
-    return {ClientCode::kConnectFailed,
-            ConnectError(path, "path is empty or longer than " +
+    return Status::Unavailable(ConnectError(path, "path is empty or longer than " +
                                    std::to_string(sizeof(addr.sun_path) - 1) +
-                                   " bytes")};
+                                   " bytes"));
   }
   std::memcpy(addr.sun_path, path.data(), path.size());
   int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) return {ClientCode::kConnectFailed, ConnectError(path, ErrnoText(errno))};
+  if (fd < 0) return Status::Unavailable(ConnectError(path, ErrnoText(errno)));
   int rc;
   do {
     rc = ::connect(fd, reinterpret_cast<const sockaddr*>(&addr), sizeof(addr));
@@ -87,18 +86,18 @@ ClientStatus ControlClient::Connect(const std::string& path) {
   if (rc < 0) {
     int err = errno;
     ::close(fd);
-    return {ClientCode::kConnectFailed, ConnectError(path, ErrnoText(err))};
+    return Status::Unavailable(ConnectError(path, ErrnoText(err)));
   }
   fd_ = fd;
-  return ClientStatus::Ok();
+  return Status::OK();
 }
 
-ClientStatus ControlClient::Call(const Request& request, Reply* reply) {
+Status ControlClient::Call(const Request& request, Reply* reply) {
   const std::string what = "reply to " + request.execute;
-  if (fd_ < 0) return {ClientCode::kIoError, "not connected to a control socket"};
+  if (fd_ < 0) return Status::IOError("not connected to a control socket");
   const std::int64_t id = next_id_++;
   const Clock::time_point deadline = DeadlineFromNow();
-  ClientStatus status = SendAll(request.ToJson(id).dump() + "\n", deadline, what);
+  Status status = SendAll(request.ToJson(id).dump() + "\n", deadline, what);
   if (!status.ok()) return status;
   for (;;) {
     std::string line;
@@ -114,20 +113,20 @@ ClientStatus ControlClient::Call(const Request& request, Reply* reply) {
     if (!IsReplyTo(message, id)) continue;  // not ours: skip it
     reply->ok = message.contains("return");
     reply->value = reply->ok ? message["return"] : message["error"];
-    return ClientStatus::Ok();
+    return Status::OK();
   }
 }
 
-ClientStatus ControlClient::ReadEvent(Event* event) {
+Status ControlClient::ReadEvent(Event* event) {
   for (;;) {
     if (!pending_events_.empty()) {
       *event = std::move(pending_events_.front());
       pending_events_.pop_front();
-      return ClientStatus::Ok();
+      return Status::OK();
     }
-    if (fd_ < 0) return {ClientCode::kIoError, "not connected to a control socket"};
+    if (fd_ < 0) return Status::IOError("not connected to a control socket");
     std::string line;
-    ClientStatus status = ReadLine(&line, Clock::time_point::max(), "events");
+    Status status = ReadLine(&line, Clock::time_point::max(), "events");
     if (!status.ok()) return status;
     nlohmann::json message;
     status = ParseLine(line, &message);
@@ -143,7 +142,7 @@ ControlClient::Clock::time_point ControlClient::DeadlineFromNow() const {
   return Clock::now() + timeout_;
 }
 
-ClientStatus ControlClient::SendAll(const std::string& data,
+Status ControlClient::SendAll(const std::string& data,
                                     Clock::time_point deadline,
                                     const std::string& what) {
   std::size_t sent = 0;
@@ -156,16 +155,15 @@ ClientStatus ControlClient::SendAll(const std::string& data,
     }
     if (errno == EINTR) continue;
     if (errno != EAGAIN && errno != EWOULDBLOCK) {
-      return {ClientCode::kIoError,
-              "cannot send to control socket " + path_ + ": " + ErrnoText(errno)};
+      return Status::IOError("cannot send to control socket " + path_ + ": " + ErrnoText(errno));
     }
-    ClientStatus status = WaitReady(POLLOUT, deadline, what);
+    Status status = WaitReady(POLLOUT, deadline, what);
     if (!status.ok()) return status;
   }
-  return ClientStatus::Ok();
+  return Status::OK();
 }
 
-ClientStatus ControlClient::ReadLine(std::string* line, Clock::time_point deadline,
+Status ControlClient::ReadLine(std::string* line, Clock::time_point deadline,
                                      const std::string& what) {
   for (;;) {
     std::size_t newline = buffer_.find('\n');
@@ -173,59 +171,53 @@ ClientStatus ControlClient::ReadLine(std::string* line, Clock::time_point deadli
       line->assign(buffer_, 0, newline);
       buffer_.erase(0, newline + 1);
       if (line->find_first_not_of(" \t\r") == std::string::npos) continue;
-      return ClientStatus::Ok();
+      return Status::OK();
     }
     if (buffer_.size() > kMaxLineBytes) {
-      return {ClientCode::kProtocolError,
-              "control socket " + path_ + " sent a line longer than " +
-                  std::to_string(kMaxLineBytes) + " bytes"};
+      return Status::Protocol("control socket " + path_ + " sent a line longer than " +
+                  std::to_string(kMaxLineBytes) + " bytes");
     }
-    ClientStatus status = WaitReady(POLLIN, deadline, what);
+    Status status = WaitReady(POLLIN, deadline, what);
     if (!status.ok()) return status;
     char chunk[65536];
     ssize_t n = ::recv(fd_, chunk, sizeof(chunk), MSG_DONTWAIT);
     if (n > 0) {
       buffer_.append(chunk, static_cast<std::size_t>(n));
     } else if (n == 0 || errno == ECONNRESET) {  // a reset is a close too
-      return {ClientCode::kClosed,
-              "control socket " + path_ + " closed the connection while waiting for " + what};
+      return Status::Unavailable("control socket " + path_ + " closed the connection while waiting for " + what);
     } else if (errno != EINTR && errno != EAGAIN && errno != EWOULDBLOCK) {
-      return {ClientCode::kIoError,
-              "cannot read from control socket " + path_ + ": " + ErrnoText(errno)};
+      return Status::IOError("cannot read from control socket " + path_ + ": " + ErrnoText(errno));
     }
   }
 }
 
-ClientStatus ControlClient::WaitReady(short events, Clock::time_point deadline,
+Status ControlClient::WaitReady(short events, Clock::time_point deadline,
                                       const std::string& what) {
   for (;;) {
     int wait_ms = -1;
     if (deadline != Clock::time_point::max()) {
       auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - Clock::now());
       if (left.count() <= 0) {
-        return {ClientCode::kTimedOut,
-                "timed out after " + SecondsText(timeout_) + " waiting for " + what + " on control socket " + path_};
+        return Status::TimedOut("timed out after " + SecondsText(timeout_) + " waiting for " + what + " on control socket " + path_);
       }
       wait_ms = static_cast<int>(std::min<std::int64_t>(left.count(), 1 << 30));
     }
     pollfd pfd{fd_, events, 0};
     int rc = ::poll(&pfd, 1, wait_ms);
-    if (rc > 0) return ClientStatus::Ok();  // ready, hung up or failed: let I/O tell
+    if (rc > 0) return Status::OK();  // ready, hung up or failed: let I/O tell
     if (rc < 0 && errno != EINTR) {
-      return {ClientCode::kIoError,
-              "cannot wait on control socket " + path_ + ": " + ErrnoText(errno)};
+      return Status::IOError("cannot wait on control socket " + path_ + ": " + ErrnoText(errno));
     }
   }
 }
 
-ClientStatus ControlClient::ParseLine(const std::string& line, nlohmann::json* out) const {
+Status ControlClient::ParseLine(const std::string& line, nlohmann::json* out) const {
   *out = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
   if (!out->is_object()) {
     std::string shown = line.size() > 200 ? line.substr(0, 200) + "..." : line;
-    return {ClientCode::kProtocolError,
-            "control socket " + path_ + " sent a line that is not a JSON object: " + shown};
+    return Status::Protocol("control socket " + path_ + " sent a line that is not a JSON object: " + shown);
   }
-  return ClientStatus::Ok();
+  return Status::OK();
 }
 
 bool ControlClient::IsReplyTo(const nlohmann::json& message, std::int64_t id) {

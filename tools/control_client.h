@@ -12,6 +12,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "base/status.h"
+
 namespace thinsim {
 
 // A control request: the command to execute and its arguments. Arguments are
@@ -40,36 +42,11 @@ struct Reply {
   std::string ErrorDesc() const;
 };
 
-// Why a client operation failed. The message is complete and human readable:
-// it names the socket and the command concerned.
-enum class ClientCode {
-  kOk,
-  kConnectFailed,   // socket missing, refused, path too long
-  kIoError,         // send or receive failed
-  kTimedOut,        // no reply within the timeout
-  kClosed,          // the server closed the connection
-  kProtocolError,   // the server sent something that is not protocol
-};
-
-// The outcome of a client operation.
-//
-// Thread safety: a plain value type.
-class ClientStatus {
- public:
-  ClientStatus() = default;
-  ClientStatus(ClientCode code, std::string message)
-      : code_(code), message_(std::move(message)) {}
-
-  static ClientStatus Ok() { return ClientStatus(); }
-
-  bool ok() const { return code_ == ClientCode::kOk; }
-  ClientCode code() const { return code_; }
-  const std::string& message() const { return message_; }
-
- private:
-  ClientCode code_ = ClientCode::kOk;
-  std::string message_;
-};
+// A client operation's outcome is a Status (base/status.h): Unavailable
+// (socket missing, refused, path too long, or closed by the server), IO
+// (send or receive failed), TimedOut (no reply within the timeout) or
+// Protocol (the server sent something that is not protocol). The message is
+// complete and human readable: it names the socket and the command concerned.
 
 // One event line received from the server, as received and as parsed.
 struct Event {
@@ -93,15 +70,15 @@ class ControlClient {
   void set_timeout(std::chrono::milliseconds timeout) { timeout_ = timeout; }
 
   // Connects to the Unix stream socket at `path`.
-  ClientStatus Connect(const std::string& path);
+  Status Connect(const std::string& path);
 
   // Sends `request` with a fresh id and stores the matching reply in *reply.
   // A server error is a successful call with reply->ok == false.
-  ClientStatus Call(const Request& request, Reply* reply);
+  Status Call(const Request& request, Reply* reply);
 
   // Waits, without a time limit, for the next event line. Returns kClosed
   // when the server closes the connection.
-  ClientStatus ReadEvent(Event* event);
+  Status ReadEvent(Event* event);
 
   // Closes the connection (also done by the destructor).
   void Close();
@@ -111,15 +88,15 @@ class ControlClient {
 
   // The point in time a wait must give up; time_point::max() for none.
   Clock::time_point DeadlineFromNow() const;
-  ClientStatus SendAll(const std::string& data, Clock::time_point deadline,
+  Status SendAll(const std::string& data, Clock::time_point deadline,
                        const std::string& what);
-  ClientStatus ReadLine(std::string* line, Clock::time_point deadline,
+  Status ReadLine(std::string* line, Clock::time_point deadline,
                         const std::string& what);
   // Waits until fd_ is ready for `events` (POLLIN/POLLOUT) or the deadline.
-  ClientStatus WaitReady(short events, Clock::time_point deadline,
+  Status WaitReady(short events, Clock::time_point deadline,
                          const std::string& what);
   // Parses one received line as a JSON object.
-  ClientStatus ParseLine(const std::string& line, nlohmann::json* out) const;
+  Status ParseLine(const std::string& line, nlohmann::json* out) const;
   // Whether `message` is the reply to request `id`.
   static bool IsReplyTo(const nlohmann::json& message, std::int64_t id);
 

@@ -19,24 +19,24 @@
 
 #include "metadata/check.h"
 #include "metadata/journal.h"
-#include "pool/sizes.h"
-#include "pool/types.h"
+#include "base/sizes.h"
+#include "base/types.h"
 
 namespace thinsim::offline {
 namespace {
 
 using metadata::ChunkImage;
+using metadata::DataPath;
 using metadata::Image;
 using metadata::LoadReport;
 using metadata::VolumeImage;
+using metadata::kChunkEntries;
 using nlohmann::json;
 using nlohmann::ordered_json;
 
-constexpr uint64_t kChunkEntries = 64;
 constexpr const char* kDumpFormat = "thinsim-metadata-dump";
 constexpr uint64_t kDumpVersion = 1;
 
-std::string DataPath(const std::string& dir) { return dir + "/data"; }
 
 std::string Compact(const ordered_json& value) {
   return value.dump(-1, ' ', false, json::error_handler_t::replace);
@@ -357,18 +357,6 @@ Status ReadRefcounts(const json& list, Image* image) {
 
 // ---- Pool directories -------------------------------------------------------
 
-// True when DIR holds a checkpoint file, even without a superblock.
-bool HasCheckpointFiles(const std::string& dir) {
-  DIR* d = opendir(dir.c_str());
-  if (d == nullptr) return false;
-  bool found = false;
-  while (struct dirent* e = readdir(d)) {
-    if (std::string(e->d_name).rfind("metadata.ckpt.", 0) == 0) found = true;
-  }
-  closedir(d);
-  return found;
-}
-
 bool IsDirectory(const std::string& path) {
   struct stat st;
   return stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
@@ -377,9 +365,7 @@ bool IsDirectory(const std::string& path) {
 // True when DIR has any of a pool's files (so that a tool run on some
 // other directory does not leave a lock file in it).
 bool LooksLikePool(const std::string& dir) {
-  struct stat st;
-  return !IsDirectory(dir) || metadata::Journal::Exists(dir) || HasCheckpointFiles(dir) ||
-         stat((dir + "/lock").c_str(), &st) == 0;
+  return !IsDirectory(dir) || metadata::InspectPoolDir(dir).any();
 }
 
 int NotAPool(const std::string& dir, std::ostream& err) {
@@ -390,7 +376,7 @@ int NotAPool(const std::string& dir, std::ostream& err) {
 // status after printing why not.
 int LockPool(const std::string& dir, std::unique_ptr<PoolDirLock>* lock, std::ostream& err) {
   if (!IsDirectory(dir)) return Fail(err, kExitUsage, "pool directory " + dir + " does not exist");
-  Status s = PoolDirLock::Acquire(dir, lock);
+  Status s = PoolDirLock::Acquire(dir, /*create_dir=*/false, lock);
   if (s.ok()) return kExitOk;
   return Fail(err, s.code() == ErrorCode::kBusy ? kExitFailure : kExitUsage, s.message());
 }
@@ -404,7 +390,7 @@ int LockAndLoad(const std::string& dir, std::unique_ptr<PoolDirLock>* lock, Imag
   if (!LooksLikePool(dir)) return NotAPool(dir, err);
   int code = LockPool(dir, lock, err);
   if (code != kExitOk) return code;
-  if (!metadata::Journal::Exists(dir) && HasCheckpointFiles(dir)) {
+  if (metadata::PoolDirState st = metadata::InspectPoolDir(dir); !st.has_superblock && st.has_checkpoint) {
     // A pool whose superblock is gone: damage, for repair to salvage.
     *loaded = Status::Corruption("the superblock " + dir + "/metadata is missing");
     report->fatal.push_back(loaded->message());
@@ -524,24 +510,6 @@ std::string VolumeLine(const Image& image, const VolumeImage& v) {
 }
 
 }  // namespace
-
-// ---- PoolDirLock --------------------------------------------------------------
-
-PoolDirLock::~PoolDirLock() { close(fd_); }
-
-Status PoolDirLock::Acquire(const std::string& dir, std::unique_ptr<PoolDirLock>* out) {
-  std::string path = dir + "/lock";
-  int fd = open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-  if (fd < 0) return Status::IOError("cannot open " + path + ": " + std::strerror(errno));
-  if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
-    int e = errno;
-    close(fd);
-    if (e == EWOULDBLOCK) return Status::Busy("pool " + dir + " is in use (a server has it open); stop it first");
-    return Status::IOError("cannot lock " + path + ": " + std::strerror(e));
-  }
-  out->reset(new PoolDirLock(fd));
-  return Status::OK();
-}
 
 // ---- Dump ---------------------------------------------------------------------
 
@@ -842,7 +810,7 @@ int LoadForRepair(const std::string& dir, RepairInput* in, std::ostream& err) {
   LoadReport salvage;
   in->image = Image();
   Status s = metadata::Journal::Salvage(dir, &in->image, &salvage);
-  if (!s.ok() && !metadata::Journal::Exists(dir) && !HasCheckpointFiles(dir)) return NotAPool(dir, err);
+  if (!s.ok() && !metadata::InspectPoolDir(dir).has_superblock && !metadata::InspectPoolDir(dir).has_checkpoint) return NotAPool(dir, err);
   if (!s.ok()) {
     return Fail(err, kExitFailure, "cannot repair " + dir + ": " + loaded.message() +
                                        "; no checkpoint can be read, so no metadata can be saved "

@@ -25,7 +25,8 @@
 #include <nlohmann/json.hpp>
 
 #include "metadata/image.h"
-#include "pool/status.h"
+#include "metadata/pool_dir.h"
+#include "base/status.h"
 
 namespace thinsim::offline {
 
@@ -33,23 +34,7 @@ inline constexpr int kExitOk = 0;
 inline constexpr int kExitFailure = 1;  // check: damaged
 inline constexpr int kExitUsage = 2;    // also: metadata cannot be read
 
-// An exclusive hold on a pool directory: flock(DIR/lock, LOCK_EX|LOCK_NB),
-// the lock nbdkit's plugin holds while it serves the pool. Released when
-// destroyed.
-class PoolDirLock {
- public:
-  ~PoolDirLock();
-  PoolDirLock(const PoolDirLock&) = delete;
-  PoolDirLock& operator=(const PoolDirLock&) = delete;
-
-  // Takes the lock, creating DIR/lock if absent (DIR itself must exist).
-  // Busy, naming DIR, when another process holds it.
-  static Status Acquire(const std::string& dir, std::unique_ptr<PoolDirLock>* out);
-
- private:
-  explicit PoolDirLock(int fd) : fd_(fd) {}
-  int fd_;
-};
+using metadata::PoolDirLock;
 
 // ---- Dump and restore -------------------------------------------------------
 

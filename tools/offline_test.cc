@@ -216,12 +216,12 @@ TEST(Delta, LastPartialBlockStopsAtTheVolumeEnd) {
 TEST(PoolDirLock, RefusesASecondHolder) {
   TempDir dir;
   std::unique_ptr<PoolDirLock> first, second;
-  ASSERT_TRUE(PoolDirLock::Acquire(dir.path(), &first).ok());
-  Status s = PoolDirLock::Acquire(dir.path(), &second);
+  ASSERT_TRUE(PoolDirLock::Acquire(dir.path(), false, &first).ok());
+  Status s = PoolDirLock::Acquire(dir.path(), false, &second);
   EXPECT_EQ(s.code(), ErrorCode::kBusy);
   EXPECT_EQ(s.message(), "pool " + dir.path() + " is in use (a server has it open); stop it first");
   first.reset();
-  EXPECT_TRUE(PoolDirLock::Acquire(dir.path(), &second).ok());
+  EXPECT_TRUE(PoolDirLock::Acquire(dir.path(), false, &second).ok());
 }
 
 TEST(ParseOffline, DirIsPositionalOrComesFromPool) {
@@ -293,7 +293,7 @@ TEST(Commands, ToolsRefuseALockedPool) {
   TempDir dir;
   WritePool(dir.path(), SampleImage());
   std::unique_ptr<PoolDirLock> held;
-  ASSERT_TRUE(PoolDirLock::Acquire(dir.path(), &held).ok());
+  ASSERT_TRUE(PoolDirLock::Acquire(dir.path(), false, &held).ok());
   for (std::vector<std::string> args : std::vector<std::vector<std::string>>{
            {"check", dir.path()}, {"dump", dir.path()}, {"repair", dir.path()}, {"delta", dir.path(), "vol", "snap"}}) {
     CommandResult r = RunCommand(args);

@@ -1,14 +1,14 @@
 // Little-endian encoding of fixed-width integers and strings into byte
 // buffers, and a bounds-checked reader for decoding untrusted bytes.
-#ifndef THINSIM_METADATA_ENCODING_H_
-#define THINSIM_METADATA_ENCODING_H_
+#ifndef THINSIM_BASE_ENCODING_H_
+#define THINSIM_BASE_ENCODING_H_
 
 #include <cstdint>
 #include <cstring>
 #include <string>
 #include <string_view>
 
-namespace thinsim::metadata {
+namespace thinsim {
 
 inline void PutU8(std::string* out, uint8_t v) { out->push_back(static_cast<char>(v)); }
 inline void PutU32(std::string* out, uint32_t v) {
@@ -61,6 +61,6 @@ class Reader {
   bool failed_ = false;
 };
 
-}  // namespace thinsim::metadata
+}  // namespace thinsim
 
-#endif  // THINSIM_METADATA_ENCODING_H_
+#endif  // THINSIM_BASE_ENCODING_H_

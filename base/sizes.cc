@@ -1,10 +1,10 @@
-#include "pool/sizes.h"
+#include "base/sizes.h"
 
 #include <cctype>
 #include <cstdio>
 #include <limits>
 
-#include "pool/types.h"
+#include "base/types.h"
 
 namespace thinsim {
 

@@ -1,11 +1,11 @@
 // Test helpers: assertions on a Status that print its message on failure.
 // For the pool's GoogleTest files only.
-#ifndef THINSIM_POOL_STATUS_TEST_UTIL_H_
-#define THINSIM_POOL_STATUS_TEST_UTIL_H_
+#ifndef THINSIM_BASE_STATUS_TEST_UTIL_H_
+#define THINSIM_BASE_STATUS_TEST_UTIL_H_
 
 #include <gtest/gtest.h>
 
-#include "pool/status.h"
+#include "base/status.h"
 
 #define EXPECT_CODE(expr, code_)                                                    \
   do {                                                                              \
@@ -18,4 +18,4 @@
     ASSERT_TRUE(_s.ok()) << #expr << " gave " << _s.ToString(); \
   } while (0)
 
-#endif  // THINSIM_POOL_STATUS_TEST_UTIL_H_
+#endif  // THINSIM_BASE_STATUS_TEST_UTIL_H_

@@ -1,12 +1,12 @@
-#include "pool/sizes.h"
+#include "base/sizes.h"
 
 #include <cerrno>
 #include <string>
 
 #include <gtest/gtest.h>
 
-#include "pool/status.h"
-#include "pool/types.h"
+#include "base/status.h"
+#include "base/types.h"
 
 namespace thinsim {
 namespace {

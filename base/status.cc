@@ -1,4 +1,4 @@
-#include "pool/status.h"
+#include "base/status.h"
 
 #include <cerrno>
 
@@ -21,6 +21,9 @@ std::string_view ErrorClassName(ErrorCode code) {
     case ErrorCode::kUnsupported: return "Unsupported";
     case ErrorCode::kIO: return "IO";
     case ErrorCode::kCorruption: return "Corruption";
+    case ErrorCode::kUnavailable: return "Unavailable";
+    case ErrorCode::kTimedOut: return "TimedOut";
+    case ErrorCode::kProtocol: return "Protocol";
   }
   return "Invalid";
 }
@@ -37,6 +40,9 @@ std::string_view ErrnoName(ErrorCode code) {
     case ErrorCode::kUnsupported: return "ENOTSUP";
     case ErrorCode::kIO: return "EIO";
     case ErrorCode::kCorruption: return "EIO";
+    case ErrorCode::kUnavailable: return "ECONNREFUSED";
+    case ErrorCode::kTimedOut: return "ETIMEDOUT";
+    case ErrorCode::kProtocol: return "EPROTO";
   }
   return "EINVAL";
 }
@@ -53,6 +59,9 @@ int ErrnoValue(ErrorCode code) {
     case ErrorCode::kUnsupported: return ENOTSUP;
     case ErrorCode::kIO: return EIO;
     case ErrorCode::kCorruption: return EIO;
+    case ErrorCode::kUnavailable: return ECONNREFUSED;
+    case ErrorCode::kTimedOut: return ETIMEDOUT;
+    case ErrorCode::kProtocol: return EPROTO;
   }
   return EINVAL;
 }

@@ -1,13 +1,13 @@
 // Parsing and printing of sizes and names shared by the plugin, the control
 // server and the tests.
-#ifndef THINSIM_POOL_SIZES_H_
-#define THINSIM_POOL_SIZES_H_
+#ifndef THINSIM_BASE_SIZES_H_
+#define THINSIM_BASE_SIZES_H_
 
 #include <cstdint>
 #include <string>
 #include <string_view>
 
-#include "pool/status.h"
+#include "base/status.h"
 
 namespace thinsim {
 
@@ -28,4 +28,4 @@ Status ValidateVolumeName(std::string_view name);
 
 }  // namespace thinsim
 
-#endif  // THINSIM_POOL_SIZES_H_
+#endif  // THINSIM_BASE_SIZES_H_

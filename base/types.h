@@ -3,8 +3,8 @@
 // A *vblock* is a block of a volume's virtual address space; a *dblock* is a
 // data block of the pool. Both are `block_size` bytes. A volume maps vblocks
 // to dblocks; an unmapped vblock reads as zeroes.
-#ifndef THINSIM_POOL_TYPES_H_
-#define THINSIM_POOL_TYPES_H_
+#ifndef THINSIM_BASE_TYPES_H_
+#define THINSIM_BASE_TYPES_H_
 
 #include <cstdint>
 #include <string_view>
@@ -40,4 +40,4 @@ std::string_view PoolModeName(PoolMode m);
 
 }  // namespace thinsim
 
-#endif  // THINSIM_POOL_TYPES_H_
+#endif  // THINSIM_BASE_TYPES_H_

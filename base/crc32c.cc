@@ -1,8 +1,8 @@
-#include "metadata/crc32c.h"
+#include "base/crc32c.h"
 
 #include <array>
 
-namespace thinsim::metadata {
+namespace thinsim {
 
 namespace {
 
@@ -29,4 +29,4 @@ uint32_t Crc32c(uint32_t crc, const void* data, size_t n) {
   return ~crc;
 }
 
-}  // namespace thinsim::metadata
+}  // namespace thinsim

@@ -7,8 +7,8 @@
 //
 // Thread safety: a Status is a value; distinct objects may be used from
 // different threads without synchronisation.
-#ifndef THINSIM_POOL_STATUS_H_
-#define THINSIM_POOL_STATUS_H_
+#ifndef THINSIM_BASE_STATUS_H_
+#define THINSIM_BASE_STATUS_H_
 
 #include <string>
 #include <string_view>
@@ -27,6 +27,10 @@ enum class ErrorCode {
   kUnsupported,  // a valid request this build cannot serve (ENOTSUP)
   kIO,           // the data store failed (EIO)
   kCorruption,   // metadata failed its checks (EIO)
+  // Control-client outcomes (tools/control_client.h):
+  kUnavailable,  // no connection: socket missing or refused, or closed by the server (ECONNREFUSED)
+  kTimedOut,     // no reply within the timeout (ETIMEDOUT)
+  kProtocol,     // the peer sent something that is not the protocol (EPROTO)
 };
 
 class Status {
@@ -43,6 +47,9 @@ class Status {
   static Status Unsupported(std::string msg) { return {ErrorCode::kUnsupported, std::move(msg)}; }
   static Status IOError(std::string msg) { return {ErrorCode::kIO, std::move(msg)}; }
   static Status Corruption(std::string msg) { return {ErrorCode::kCorruption, std::move(msg)}; }
+  static Status Unavailable(std::string msg) { return {ErrorCode::kUnavailable, std::move(msg)}; }
+  static Status TimedOut(std::string msg) { return {ErrorCode::kTimedOut, std::move(msg)}; }
+  static Status Protocol(std::string msg) { return {ErrorCode::kProtocol, std::move(msg)}; }
 
   bool ok() const { return code_ == ErrorCode::kOk; }
   ErrorCode code() const { return code_; }
@@ -74,4 +81,4 @@ int ErrnoValue(ErrorCode code);
     if (!_thinsim_s.ok()) return _thinsim_s; \
   } while (0)
 
-#endif  // THINSIM_POOL_STATUS_H_
+#endif  // THINSIM_BASE_STATUS_H_

@@ -1,12 +1,12 @@
 // CRC-32C against published vectors (RFC 3720 appendix B.4, leveldb's
 // crc32c_test) and its extension property.
-#include "metadata/crc32c.h"
+#include "base/crc32c.h"
 
 #include <gtest/gtest.h>
 
 #include <string>
 
-namespace thinsim::metadata {
+namespace thinsim {
 namespace {
 
 TEST(Crc32c, StandardCheckValue) {
@@ -46,4 +46,4 @@ TEST(Crc32c, DetectsEverySingleBitFlip) {
 }
 
 }  // namespace
-}  // namespace thinsim::metadata
+}  // namespace thinsim
