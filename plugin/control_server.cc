@@ -116,18 +116,19 @@ void ControlServer::Stop() {
   acceptor_.join();
   {
     // Wakes every client thread, also one blocked writing to a client that
-    // does not read.
-    std::lock_guard<std::mutex> lock(mu_);
+    // does not read, and joins them. Holding mu_ meanwhile is safe: client
+    // threads never take it (only the acceptor, now stopped, does).
+    MutexLock lock(&mu_);
     for (Client& c : clients_) shutdown(c.fd, SHUT_RDWR);
+    for (Client& c : clients_) {
+      if (c.thread.joinable()) c.thread.join();
+      close(c.fd);
+      close(c.wake_fd);
+    }
+    clients_.clear();
   }
-  for (Client& c : clients_) {
-    if (c.thread.joinable()) c.thread.join();
-    close(c.fd);
-    close(c.wake_fd);
-  }
-  clients_.clear();
   {
-    std::lock_guard<std::mutex> lock(subscribers_mu_);
+    MutexLock lock(&subscribers_mu_);
     subscribers_.clear();  // already empty: each thread unsubscribed
   }
   close(wake_pipe_[0]);
@@ -157,7 +158,7 @@ bool ControlServer::AcceptOne() {
     return true;
   }
   try {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     Client& c = clients_.emplace_back();
     c.fd = fd;
     c.wake_fd = wake_fd;
@@ -176,7 +177,7 @@ bool ControlServer::AcceptOne() {
 }
 
 void ControlServer::ReapFinished() {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   for (auto it = clients_.begin(); it != clients_.end();) {
     if (!it->done) {
       ++it;
@@ -259,7 +260,7 @@ bool ControlServer::WriteEvents(Client* client) {
   while (true) {
     Queued next;
     {
-      std::lock_guard<std::mutex> lock(client->events_mu);
+      MutexLock lock(&client->events_mu);
       if (client->events.empty()) return true;
       next = std::move(client->events.front());
       client->events.pop_front();
@@ -283,14 +284,14 @@ bool ControlServer::WriteEvents(Client* client) {
 }
 
 void ControlServer::Subscribe(Client* client) {
-  std::lock_guard<std::mutex> lock(subscribers_mu_);
+  MutexLock lock(&subscribers_mu_);
   if (std::find(subscribers_.begin(), subscribers_.end(), client) == subscribers_.end()) {
     subscribers_.push_back(client);
   }
 }
 
 void ControlServer::Unsubscribe(Client* client) {
-  std::lock_guard<std::mutex> lock(subscribers_mu_);
+  MutexLock lock(&subscribers_mu_);
   subscribers_.erase(std::remove(subscribers_.begin(), subscribers_.end(), client), subscribers_.end());
 }
 
@@ -319,10 +320,10 @@ void ControlServer::Publish(std::string name, nlohmann::json data) noexcept {
 // Called under pool locks: only queues, counts and wakes; never waits for a
 // client. A null `event` (no memory to copy it) is counted as lost.
 void ControlServer::Enqueue(std::shared_ptr<const Event> event) noexcept {
-  std::lock_guard<std::mutex> lock(subscribers_mu_);
+  MutexLock lock(&subscribers_mu_);
   for (Client* c : subscribers_) {
     {
-      std::lock_guard<std::mutex> events_lock(c->events_mu);
+      MutexLock events_lock(&c->events_mu);
       bool queued = false;
       if (event && c->events.size() < max_queued_events_) {
         try {

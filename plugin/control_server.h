@@ -31,7 +31,6 @@
 #include <deque>
 #include <list>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <thread>
 #include <variant>
@@ -39,6 +38,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "base/mutex.h"
 #include "plugin/control_commands.h"
 #include "pool/pool.h"
 #include "base/status.h"
@@ -87,8 +87,8 @@ class ControlServer {
     int wake_fd = -1;  // eventfd: readable when `events` has something
     std::thread thread;
     std::atomic<bool> done{false};
-    std::mutex events_mu;
-    std::deque<Queued> events;  // guarded by events_mu
+    Mutex events_mu;  // taken after subscribers_mu_
+    std::deque<Queued> events GUARDED_BY(events_mu);
   };
 
   void Enqueue(std::shared_ptr<const Event> event) noexcept;
@@ -111,13 +111,13 @@ class ControlServer {
   std::thread acceptor_;
   std::atomic<bool> stopping_{false};
 
-  std::mutex mu_;
-  std::list<Client> clients_;  // guarded by mu_
+  Mutex mu_;
+  std::list<Client> clients_ GUARDED_BY(mu_);
 
   // Its own lock, so that Publish() (under pool locks) never waits for the
   // acceptor or a reaper. Lock order: subscribers_mu_ -> Client::events_mu.
-  std::mutex subscribers_mu_;
-  std::vector<Client*> subscribers_;  // guarded by subscribers_mu_
+  Mutex subscribers_mu_;
+  std::vector<Client*> subscribers_ GUARDED_BY(subscribers_mu_);
 };
 
 }  // namespace thinsim

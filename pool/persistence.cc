@@ -459,27 +459,38 @@ std::string Pool::read_only_reason() const {
 
 void Pool::StartCommitter(uint32_t seconds) {
   if (!journal_ || seconds == 0 || committer_.joinable()) return;
-  committer_stop_ = false;
+  {
+    MutexLock lock(&committer_mu_);
+    committer_stop_ = false;
+  }
   committer_ = std::thread([this, seconds] { CommitterLoop(seconds); });
 }
 
 void Pool::StopCommitter() {
   if (!committer_.joinable()) return;
   {
-    std::lock_guard<std::mutex> lock(committer_mu_);
+    MutexLock lock(&committer_mu_);
     committer_stop_ = true;
   }
-  committer_cv_.notify_all();
+  committer_cv_.SignalAll();
   committer_.join();
 }
 
 void Pool::CommitterLoop(uint32_t seconds) {
-  std::unique_lock<std::mutex> lock(committer_mu_);
-  while (!committer_cv_.wait_for(lock, std::chrono::seconds(seconds), [this] { return committer_stop_; })) {
-    lock.unlock();
+  while (!CommitterStopsWithin(std::chrono::seconds(seconds))) {
     Commit();  // a failure has already put the pool in fail mode
-    lock.lock();
   }
+}
+
+bool Pool::CommitterStopsWithin(std::chrono::seconds period) {
+  MutexLock lock(&committer_mu_);
+  const auto deadline = std::chrono::steady_clock::now() + period;
+  while (!committer_stop_) {
+    auto now = std::chrono::steady_clock::now();
+    if (now >= deadline) return false;
+    committer_cv_.WaitFor(&committer_mu_, deadline - now);
+  }
+  return true;
 }
 
 }  // namespace thinsim

@@ -37,6 +37,7 @@
 #define THINSIM_POOL_POOL_H_
 
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <mutex>
 #include <set>
@@ -53,6 +54,7 @@
 #include <unordered_set>
 #include <vector>
 
+#include "base/mutex.h"
 #include "base/status.h"
 #include "base/types.h"
 #include "metadata/pool_dir.h"
@@ -302,6 +304,8 @@ class Pool {
   Status RefuseIfFailedLocked() const;
   Status RefuseIfReadOnlyLocked() const;
   void CommitterLoop(uint32_t seconds);
+  // Waits up to `period` for StopCommitter; true when it was called.
+  bool CommitterStopsWithin(std::chrono::seconds period) EXCLUDES(committer_mu_);
 
   // REQUIRES: meta_mu_ held (shared or exclusive).
   Volume* FindLocked(std::string_view name) const;
@@ -460,9 +464,9 @@ class Pool {
   std::atomic<uint64_t> commits_captured_{0};
   std::atomic<uint64_t> commits_succeeded_{0};
 
-  std::mutex committer_mu_;
-  std::condition_variable committer_cv_;
-  bool committer_stop_ = false;  // guarded by committer_mu_
+  Mutex committer_mu_;
+  CondVar committer_cv_;  // with committer_mu_
+  bool committer_stop_ GUARDED_BY(committer_mu_) = false;
   std::thread committer_;
   uint64_t next_volume_id_ = 1;
   std::map<uint64_t, std::shared_ptr<Volume>> volumes_;  // by id = creation order

@@ -11,10 +11,10 @@ bool RangeLock::Conflicts(const Range& r) const {
 }
 
 void RangeLock::Lock(Range* r) {
-  std::unique_lock<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   if (Conflicts(*r)) {
     ++waiters_;
-    released_.wait(lock, [&] { return !Conflicts(*r); });
+    while (Conflicts(*r)) released_.Wait(&mu_);
     --waiters_;
   }
   r->prev = nullptr;
@@ -26,7 +26,7 @@ void RangeLock::Lock(Range* r) {
 void RangeLock::Unlock(Range* r) {
   bool wake;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     if (r->prev != nullptr) {
       r->prev->next = r->next;
     } else {
@@ -35,7 +35,7 @@ void RangeLock::Unlock(Range* r) {
     if (r->next != nullptr) r->next->prev = r->prev;
     wake = waiters_ > 0;
   }
-  if (wake) released_.notify_all();
+  if (wake) released_.SignalAll();
 }
 
 }  // namespace thinsim

@@ -18,9 +18,7 @@
 #ifndef THINSIM_POOL_RANGE_LOCK_H_
 #define THINSIM_POOL_RANGE_LOCK_H_
 
-#include <condition_variable>
-#include <mutex>
-
+#include "base/mutex.h"
 #include "base/types.h"
 
 namespace thinsim {
@@ -49,17 +47,17 @@ class RangeLock {
   // Blocks until no held range overlapping [r->first, r->last] conflicts,
   // then holds r.
   // REQUIRES: r is not held, and stays alive until Unlock(r).
-  void Lock(Range* r);
+  void Lock(Range* r) EXCLUDES(mu_);
   // REQUIRES: r is held.
-  void Unlock(Range* r);
+  void Unlock(Range* r) EXCLUDES(mu_);
 
  private:
-  bool Conflicts(const Range& r) const;
+  bool Conflicts(const Range& r) const REQUIRES(mu_);
 
-  std::mutex mu_;
-  std::condition_variable released_;
-  Range* held_ = nullptr;  // head of a doubly-linked list
-  int waiters_ = 0;
+  Mutex mu_;
+  CondVar released_;  // with mu_
+  Range* held_ GUARDED_BY(mu_) = nullptr;  // head of a doubly-linked list
+  int waiters_ GUARDED_BY(mu_) = 0;
 };
 
 // Holds a range for the current scope.
