@@ -42,8 +42,12 @@ TEST(MutexTest, ReadersShareAndAWriterExcludes) {
   int value = 0;
   {
     ReaderLock a(&mu);
-    ReaderLock b(&mu);  // a second reader does not block
-    EXPECT_EQ(value, 0);
+    // Another reader gets in while this one holds it.
+    std::thread reader([&] {
+      ReaderLock b(&mu);
+      EXPECT_EQ(value, 0);
+    });
+    reader.join();
   }
   std::thread writer([&] {
     WriterLock w(&mu);

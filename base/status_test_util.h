@@ -12,6 +12,11 @@
     ::thinsim::Status _s = (expr);                                                  \
     EXPECT_EQ(_s.code(), ::thinsim::ErrorCode::code_) << #expr << " gave " << _s.ToString(); \
   } while (0)
+#define EXPECT_OK(expr)                                         \
+  do {                                                          \
+    ::thinsim::Status _s = (expr);                              \
+    EXPECT_TRUE(_s.ok()) << #expr << " gave " << _s.ToString(); \
+  } while (0)
 #define ASSERT_OK(expr)                                         \
   do {                                                          \
     ::thinsim::Status _s = (expr);                              \

@@ -58,6 +58,7 @@
 #include "base/status.h"
 #include "base/types.h"
 #include "metadata/pool_dir.h"
+#include "pool/request_observer.h"
 
 namespace thinsim {
 
@@ -216,6 +217,20 @@ class Pool {
 
   // Byte-granular I/O. REQUIRES: offset + len <= the volume's size.
   Status Read(Volume& volume, void* buf, uint64_t len, uint64_t offset);
+  // A read for a background copy (a mirror job): reads the range and, when
+  // that succeeded, calls `while_locked` before the range lock is released,
+  // so that the job can clear its own dirty state for exactly the bytes it
+  // read: a write to the range waits for it, and its observers mark the
+  // range again. `while_locked` must not call into this volume.
+  Status CopyRead(Volume& volume, void* buf, uint64_t len, uint64_t offset,
+                  const std::function<void()>& while_locked);
+  // Attaches the request hook (request_observer.h) to volume `name`, after
+  // the observers already attached. A point in time, like a snapshot: the
+  // volume's in-flight changes drain first, and every change that starts
+  // later is observed; reads never wait. NotFound for no such volume.
+  Status AttachObserver(std::string_view name, std::shared_ptr<RequestObserver> observer);
+  // Detaches it (drains the same way); NotFound when it is not attached.
+  Status DetachObserver(std::string_view name, const RequestObserver* observer);
   Status Write(Volume& volume, const void* buf, uint64_t len, uint64_t offset);
   // Unmaps every block fully inside the range; partial blocks are ignored.
   Status Trim(Volume& volume, uint64_t len, uint64_t offset);
@@ -317,6 +332,18 @@ class Pool {
   // `gated`: take the volume's io_gate (false when the caller holds it).
   Status ApplyRange(Volume& v, uint64_t len, uint64_t offset, Intent intent, const uint8_t* src,
                     bool fast, bool gated = true);
+  struct Span;
+  Span SpanOf(uint64_t len, uint64_t offset, Intent intent) const;
+  // REQUIRES: v.io_gate held shared and the span's blocks range-locked
+  // exclusively (ApplyRange). ApplyObserved calls v's observers around
+  // ApplyHeld, which plans, allocates, moves data and installs.
+  Status ApplyObserved(Volume& v, const Span& span, Intent intent, const uint8_t* src, bool fast);
+  Status ApplyHeld(Volume& v, const Span& span, Intent intent, const uint8_t* src, bool fast);
+  // REQUIRES: the range locked (shared is enough).
+  Status ReadHeld(Volume& v, void* buf, uint64_t len, uint64_t offset);
+  // The volume named `name`, kept alive; NotFound when none.
+  Status FindShared(std::string_view name, std::shared_ptr<Volume>* out) const;
+  static ChangeRequest::Kind ChangeKindOf(Intent intent);
   // REQUIRES: v.map_mu held (shared is enough).
   void PlanLocked(const Volume& v, vblock_t vb, uint32_t off, uint32_t len, Intent intent,
                   const uint8_t* src, std::vector<Step>* steps) const;

@@ -242,28 +242,88 @@ void Pool::InstallLocked(Volume& v, const std::vector<Step>& steps) {
 
 // ---- The pipeline -----------------------------------------------------------
 
+// The blocks one request touches.
+struct Pool::Span {
+  uint64_t offset;
+  uint64_t len;
+  uint64_t end;  // offset + len
+  vblock_t first;
+  vblock_t last;  // inclusive: the range-locked blocks
+  // Whole blocks an unmapping request removes: [unmap_first, unmap_end).
+  bool unmaps;
+  vblock_t unmap_first;
+  vblock_t unmap_end;
+  bool has_unmap;
+};
+
+Pool::Span Pool::SpanOf(uint64_t len, uint64_t offset, Intent intent) const {
+  Span s;
+  s.offset = offset;
+  s.len = len;
+  s.end = offset + len;
+  s.unmaps = intent == Intent::kTrim || intent == Intent::kZeroMayTrim;
+  s.unmap_first = (offset + block_size_ - 1) / block_size_;
+  s.unmap_end = s.end / block_size_;
+  s.has_unmap = s.unmaps && s.unmap_first < s.unmap_end;
+  s.first = offset / block_size_;
+  s.last = (s.end - 1) / block_size_;
+  if (intent == Intent::kTrim) {
+    s.first = s.unmap_first;
+    s.last = s.unmap_end - 1;  // only meaningful when has_unmap
+  }
+  return s;
+}
+
 Status Pool::ApplyRange(Volume& v, uint64_t len, uint64_t offset, Intent intent,
                         const uint8_t* src, bool fast, bool gated) {
   if (v.read_only) return Status::ReadOnly("'" + v.name + "' is a read-only snapshot");
   if (len == 0) return Status::OK();
-  DiscardAtExit discard(this);  // blocks this request frees
-  const uint64_t end = offset + len;
-  const bool unmaps = intent == Intent::kTrim || intent == Intent::kZeroMayTrim;
-  // Whole blocks an unmapping request removes: [unmap_first, unmap_end).
-  const vblock_t unmap_first = (offset + block_size_ - 1) / block_size_;
-  const vblock_t unmap_end = end / block_size_;
-  const bool has_unmap = unmaps && unmap_first < unmap_end;
-  vblock_t first = offset / block_size_;
-  vblock_t last = (end - 1) / block_size_;
-  if (intent == Intent::kTrim) {
-    if (!has_unmap) return Status::OK();  // sub-block trims are ignored, as in dm-thin
-    first = unmap_first;
-    last = unmap_end - 1;
-  }
+  // Declared first, so that blocks this request frees are discarded after
+  // its locks are released.
+  DiscardAtExit discard(this);
+  const Span span = SpanOf(len, offset, intent);
+  // Sub-block trims are ignored, as in dm-thin.
+  if (intent == Intent::kTrim && !span.has_unmap) return Status::OK();
 
   std::shared_lock<std::shared_mutex> gate;
   if (gated) gate = std::shared_lock<std::shared_mutex>(v.io_gate);
-  ScopedRange range(&v.range_lock, first, last, /*exclusive=*/true);
+  ScopedRange range(&v.range_lock, span.first, span.last, /*exclusive=*/true);
+  // Observers change only under the exclusive io_gate, which this request
+  // holds shared (or its caller exclusively): the list stands still. Without
+  // observers the request pays this one test.
+  if (v.observers.empty() || !gated) return ApplyHeld(v, span, intent, src, fast);
+  return ApplyObserved(v, span, intent, src, fast);
+}
+
+Status Pool::ApplyObserved(Volume& v, const Span& span, Intent intent, const uint8_t* src, bool fast) {
+  ChangeRequest request{ChangeKindOf(intent), span.offset, span.len, src};
+  if (intent == Intent::kTrim) {
+    request.offset = span.unmap_first * block_size_;
+    request.length = (span.unmap_end - span.unmap_first) * block_size_;
+  }
+  size_t before = 0;
+  Status s;
+  for (; before < v.observers.size() && s.ok(); ++before) s = v.observers[before]->BeforeChange(request);
+  if (s.ok()) s = ApplyHeld(v, span, intent, src, fast);
+  // Every observer that saw BeforeChange sees AfterChange, also when a later
+  // one refused the request.
+  for (size_t i = 0; i < before; ++i) {
+    Status after = v.observers[i]->AfterChange(request, s);
+    if (s.ok() && !after.ok()) s = after;
+  }
+  return s;
+}
+
+Status Pool::ApplyHeld(Volume& v, const Span& span, Intent intent, const uint8_t* src, bool fast) {
+  const uint64_t offset = span.offset;
+  const uint64_t len = span.len;
+  const uint64_t end = span.end;
+  const bool unmaps = span.unmaps;
+  const vblock_t unmap_first = span.unmap_first;
+  const vblock_t unmap_end = span.unmap_end;
+  const bool has_unmap = span.has_unmap;
+  const vblock_t first = span.first;
+  const vblock_t last = span.last;
 
   if (changes_refused_.load(std::memory_order_acquire)) {
     std::shared_lock lock(meta_mu_);
@@ -338,6 +398,18 @@ Status Pool::ApplyRange(Volume& v, uint64_t len, uint64_t offset, Intent intent,
   return Status::OK();
 }
 
+ChangeRequest::Kind Pool::ChangeKindOf(Intent intent) {
+  switch (intent) {
+    case Intent::kWriteData: return ChangeRequest::Kind::kWrite;
+    case Intent::kProvision: return ChangeRequest::Kind::kProvision;
+    case Intent::kTrim: return ChangeRequest::Kind::kTrim;
+    case Intent::kZeroData:
+    case Intent::kProvisionZero:
+    case Intent::kZeroMayTrim: return ChangeRequest::Kind::kZero;
+  }
+  return ChangeRequest::Kind::kZero;
+}
+
 // ---- Entry points -----------------------------------------------------------
 
 Status Pool::Write(Volume& v, const void* buf, uint64_t len, uint64_t offset) {
@@ -367,10 +439,15 @@ Status Pool::Provision(std::string_view name, uint64_t offset, uint64_t length) 
 
 Status Pool::Read(Volume& v, void* buf, uint64_t len, uint64_t offset) {
   if (len == 0) return Status::OK();
+  ScopedRange range(&v.range_lock, offset / block_size_, (offset + len - 1) / block_size_,
+                    /*exclusive=*/false);
+  return ReadHeld(v, buf, len, offset);
+}
+
+Status Pool::ReadHeld(Volume& v, void* buf, uint64_t len, uint64_t offset) {
   const uint64_t end = offset + len;
   const vblock_t first = offset / block_size_;
   const vblock_t last = (end - 1) / block_size_;
-  ScopedRange range(&v.range_lock, first, last, /*exclusive=*/false);
   // No heap allocation for the usual small read.
   dblock_t inline_blocks[16];
   std::vector<dblock_t> many;

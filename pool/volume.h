@@ -8,9 +8,11 @@
 #include <memory>
 #include <shared_mutex>
 #include <string>
+#include <vector>
 
 #include "pool/mapping.h"
 #include "pool/range_lock.h"
+#include "pool/request_observer.h"
 #include "base/types.h"
 
 namespace thinsim {
@@ -50,6 +52,10 @@ struct Volume {
   // changing either takes meta_mu_ and map_mu exclusively.
   std::shared_mutex map_mu;
   bool deleted = false;  // set under meta_mu_ and map_mu
+  // The request hook (request_observer.h), called in order. Changed only
+  // with io_gate held exclusively (writes drained); read by requests that
+  // hold it shared.
+  std::vector<std::shared_ptr<RequestObserver>> observers;
 };
 
 }  // namespace thinsim

@@ -1,0 +1,61 @@
+// RequestObserver: the one hook on a volume's data plane.
+//
+// An observer attached to a volume sees every request that may change it -
+// write, zero, trim, provision, from an NBD client or the control socket,
+// exclusive overwrites in place included - twice:
+//   - BeforeChange, before any data moves. A non-OK status refuses the
+//     request with that status, and nothing changes (a dirty bitmap that
+//     must make an intent record durable first; a mirror that is failing).
+//   - AfterChange, once the engine has applied it (or failed: `result`).
+//     A non-OK status fails a request that had succeeded (its data is in
+//     place, but the client is told it failed), e.g. a write-blocking
+//     mirror whose target refused the same bytes. The request is
+//     acknowledged only after every observer returned.
+// Dirty bitmaps, mirror jobs and traces attach here (docs/architecture.md).
+//
+// Both calls run on the request's thread with the volume's range lock held
+// exclusively over the request's whole blocks, so overlapping requests and
+// Pool::CopyRead of an overlapping range wait, and no pool-wide lock held
+// (an observer may block, sync or do network I/O; it slows only requests
+// that overlap, and those of the volume's own io_gate drain).
+//
+// A request the engine ignores entirely (a trim of less than a block, a
+// zero-length request, a read-only volume) reaches no observer.
+//
+// An observer must not write to its volume or attach or detach observers
+// from these calls: it would wait for itself.
+//
+// Thread safety: an observer is called from many request threads at once
+// (on disjoint ranges of one volume) and must be thread-safe.
+#ifndef THINSIM_POOL_REQUEST_OBSERVER_H_
+#define THINSIM_POOL_REQUEST_OBSERVER_H_
+
+#include <cstdint>
+
+#include "base/status.h"
+
+namespace thinsim {
+
+struct ChangeRequest {
+  enum class Kind {
+    kWrite,      // `data` holds `length` bytes
+    kZero,       // reads zero afterwards (may unmap whole blocks)
+    kTrim,       // whole blocks unmapped; `offset`/`length` cover only them
+    kProvision,  // blocks allocated and marked, data unchanged
+  };
+  Kind kind;
+  uint64_t offset;  // bytes
+  uint64_t length;
+  const uint8_t* data;  // kWrite only; valid for the duration of the calls
+};
+
+class RequestObserver {
+ public:
+  virtual ~RequestObserver() = default;
+  virtual Status BeforeChange(const ChangeRequest& request) = 0;
+  virtual Status AfterChange(const ChangeRequest& request, const Status& result) = 0;
+};
+
+}  // namespace thinsim
+
+#endif  // THINSIM_POOL_REQUEST_OBSERVER_H_
