@@ -233,6 +233,28 @@ TEST_F(ImageTest, DamagedRecordsHaveStableMessages) {
   }
 }
 
+// All or nothing: a load that stops at a refused record keeps exactly what
+// came before it (dump and check then show that state).
+TEST_F(ImageTest, RefusedRecordsChangeNothing) {
+  ASSERT_TRUE(ApplyChunk(&image_, ChunkRecord{1, 0, 3, 1, 0, {5}}).ok());
+  ASSERT_TRUE(image_.Apply(Payload([](std::string* o) { AppendCommit(o, 7); })).ok());
+  auto cut = [](std::string p) { return p.substr(0, p.size() - 1); };
+  const std::vector<std::string> refused = {
+      cut(Payload([](std::string* o) { AppendPool(o, 4096, 10, 1); })),
+      cut(Payload([](std::string* o) { AppendVolume(o, Vol(1, "renamed", 4096)); })),
+      Payload([](std::string* o) { AppendChunk(o, ChunkRecord{1, 1, 4, 1, 2, {6}}); }),
+      cut(Payload([](std::string* o) { AppendRefcounts(o, {{5, 3}}); })),
+      cut(Payload([](std::string* o) { AppendCommit(o, 8); })),
+  };
+  for (const std::string& p : refused) {
+    Image copy = image_;
+    ASSERT_EQ(copy.Apply(p).code(), ErrorCode::kCorruption) << "type " << int(p[0]);
+    EXPECT_EQ(Encoded(copy), Encoded(image_)) << "type " << int(p[0]);
+    EXPECT_EQ(copy.commit_seq, 7u) << "type " << int(p[0]);
+    EXPECT_EQ(copy.checkpoint_chunks, image_.checkpoint_chunks) << "type " << int(p[0]);
+  }
+}
+
 TEST(ImageEncode, ReplayingTheEncodingGivesTheSameImage) {
   Image image = MakePool(100);
   image.mode = 1;
