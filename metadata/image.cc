@@ -1,141 +1,141 @@
 #include "metadata/image.h"
 
-#include <bit>
 #include <set>
 #include <unordered_map>
-
-#include "base/encoding.h"
 
 namespace thinsim::metadata {
 
 namespace {
 
-Status Bad(const std::string& what) { return Status::Corruption("metadata record: " + what); }
+// How many chunk slots a volume of `size` bytes has. Rounded up without
+// size + block_size, which wraps for a huge size.
+uint64_t ChunkSlots(uint64_t size, uint32_t block_size) {
+  uint64_t vblocks = block_size ? size / block_size + (size % block_size != 0) : 0;
+  return (vblocks + 63) / 64;
+}
 
-VolumeRecord ReadVolume(Reader* r) {
-  VolumeRecord v;
-  v.id = r->U64();
-  v.name = r->String();
-  v.size = r->U64();
-  v.strategy = r->U8();
-  v.read_only = r->U8() != 0;
-  v.origin_id = r->U64();
-  v.family = r->U64();
-  v.pinned = r->U8() != 0;
-  return v;
+// The appliers: one decoded record's change to the image. Each checks the
+// record against the image before it changes anything, so a refused record
+// leaves the image as it was.
+
+Status ApplyPool(Image* image, PoolRecord r) {
+  image->block_size = r.block_size;
+  image->nr_blocks = r.nr_blocks;
+  image->mode = r.mode;
+  return Status::OK();
+}
+
+// Creates the volume, or updates it; a shrink drops the chunks past the end.
+Status ApplyVolume(Image* image, VolumeRecord r) {
+  auto it = image->volumes.find(r.id);
+  if (it == image->volumes.end()) {
+    image->volumes[r.id].attrs = std::move(r);
+    return Status::OK();
+  }
+  auto& chunks = it->second.chunks;
+  chunks.erase(chunks.lower_bound(ChunkSlots(r.size, image->block_size)), chunks.end());
+  it->second.attrs = std::move(r);
+  return Status::OK();
+}
+
+Status ApplySnapshot(Image* image, SnapshotRecord r) {
+  auto origin = image->volumes.find(r.origin_id);
+  if (origin == image->volumes.end()) {
+    return RecordCorruption("snapshot " + r.name + " of unknown volume id " + std::to_string(r.origin_id));
+  }
+  VolumeImage snap = origin->second;  // shares the chunk objects
+  snap.attrs.id = r.id;
+  snap.attrs.name = std::move(r.name);
+  snap.attrs.read_only = r.read_only;
+  snap.attrs.origin_id = r.origin_id;
+  snap.attrs.pinned = false;
+  image->volumes[r.id] = std::move(snap);
+  return Status::OK();
+}
+
+Status ApplyDelete(Image* image, DeleteRecord r) {
+  if (image->volumes.erase(r.id) == 0) return RecordCorruption("delete of unknown volume id " + std::to_string(r.id));
+  // A deleted origin leaves its snapshots without one.
+  for (auto& [vid, v] : image->volumes) {
+    if (v.attrs.origin_id == r.id) v.attrs.origin_id = 0;
+  }
+  return Status::OK();
+}
+
+// Sets the slot's mappings (an empty chunk clears it) and, in a checkpoint,
+// remembers the chunk for the kShareChunk records after it.
+Status ApplyChunk(Image* image, ChunkRecord r) {
+  auto it = image->volumes.find(r.volume_id);
+  if (it == image->volumes.end()) return RecordCorruption("chunk of unknown volume id " + std::to_string(r.volume_id));
+  if ((r.provisioned & ~r.mapped) != 0) return RecordCorruption("chunk has provisioned vblocks that are not mapped");
+  auto c = std::make_shared<ChunkImage>(ChunkImage{r.mapped, r.provisioned, std::move(r.dblocks)});
+  if (r.chunk_id != 0) image->checkpoint_chunks[r.chunk_id] = c;
+  if (c->mapped == 0) {
+    it->second.chunks.erase(r.index);
+  } else {
+    it->second.chunks[r.index] = std::move(c);
+  }
+  return Status::OK();
+}
+
+Status ApplyShareChunk(Image* image, ShareChunkRecord r) {
+  auto it = image->volumes.find(r.volume_id);
+  auto c = image->checkpoint_chunks.find(r.chunk_id);
+  if (it == image->volumes.end() || c == image->checkpoint_chunks.end()) {
+    return RecordCorruption("shared chunk refers to an unknown volume or chunk");
+  }
+  it->second.chunks[r.index] = c->second;
+  return Status::OK();
+}
+
+Status ApplyRefcounts(Image* image, RefcountRecord r) {
+  for (auto [b, count] : r.counts) {
+    if (count == 0) {
+      image->refcounts.erase(b);
+    } else {
+      image->refcounts[b] = count;
+    }
+  }
+  return Status::OK();
+}
+
+Status ApplyCommit(Image* image, CommitRecord r) {
+  image->commit_seq = r.seq;
+  return Status::OK();
+}
+
+// Decodes `payload` into a record of type R and, if it is whole, applies it.
+template <typename R>
+Status DecodeAndApply(std::string_view payload, Status (*decode)(std::string_view, R*), Status (*apply)(Image*, R),
+                      Image* image) {
+  R record;
+  THINSIM_RETURN_IF_ERROR(decode(payload, &record));
+  return apply(image, std::move(record));
 }
 
 }  // namespace
 
 Status Image::Apply(std::string_view payload) {
-  Reader r(payload);
-  auto type = static_cast<RecordType>(r.U8());
+  RecordType type = TypeOf(payload);
   switch (type) {
     case RecordType::kPool:
-      block_size = r.U32();
-      nr_blocks = r.U64();
-      mode = r.U8();
-      break;
-    case RecordType::kVolume: {
-      VolumeRecord v = ReadVolume(&r);
-      if (r.failed()) return Bad("volume record cut short");
-      auto it = volumes.find(v.id);
-      if (it == volumes.end()) {
-        volumes[v.id].attrs = v;
-      } else {
-        it->second.attrs = v;
-        // A shrink drops the chunks past the end.
-        // Rounded up without v.size + block_size, which wraps for a huge size.
-        uint64_t vblocks = block_size ? v.size / block_size + (v.size % block_size != 0) : 0;
-        uint64_t nr_chunks = (vblocks + 63) / 64;
-        it->second.chunks.erase(it->second.chunks.lower_bound(nr_chunks), it->second.chunks.end());
-      }
-      break;
-    }
-    case RecordType::kSnapshot: {
-      SnapshotRecord s;
-      s.id = r.U64();
-      s.origin_id = r.U64();
-      s.name = r.String();
-      s.read_only = r.U8() != 0;
-      if (r.failed()) return Bad("snapshot record cut short");
-      auto origin = volumes.find(s.origin_id);
-      if (origin == volumes.end()) {
-        return Bad("snapshot " + s.name + " of unknown volume id " + std::to_string(s.origin_id));
-      }
-      VolumeImage snap = origin->second;  // shares the chunk objects
-      snap.attrs.id = s.id;
-      snap.attrs.name = s.name;
-      snap.attrs.read_only = s.read_only;
-      snap.attrs.origin_id = s.origin_id;
-      snap.attrs.pinned = false;
-      volumes[s.id] = std::move(snap);
-      break;
-    }
-    case RecordType::kDelete: {
-      uint64_t id = r.U64();
-      if (r.failed() || volumes.erase(id) == 0) return Bad("delete of unknown volume id " + std::to_string(id));
-      // A deleted origin leaves its snapshots without one.
-      for (auto& [vid, v] : volumes) {
-        if (v.attrs.origin_id == id) v.attrs.origin_id = 0;
-      }
-      break;
-    }
-    case RecordType::kChunk: {
-      uint64_t vid = r.U64();
-      uint64_t index = r.U64();
-      uint64_t chunk_id = r.U64();
-      auto c = std::make_shared<ChunkImage>();
-      c->mapped = r.U64();
-      c->provisioned = r.U64();
-      int n = std::popcount(c->mapped);
-      for (int i = 0; i < n; ++i) c->dblocks.push_back(r.U32());
-      if (r.failed() || !r.done()) return Bad("chunk record has a bad length");
-      auto it = volumes.find(vid);
-      if (it == volumes.end()) return Bad("chunk of unknown volume id " + std::to_string(vid));
-      if ((c->provisioned & ~c->mapped) != 0) return Bad("chunk has provisioned vblocks that are not mapped");
-      if (chunk_id != 0) checkpoint_chunks[chunk_id] = c;
-      if (c->mapped == 0) {
-        it->second.chunks.erase(index);
-      } else {
-        it->second.chunks[index] = std::move(c);
-      }
-      break;
-    }
-    case RecordType::kShareChunk: {
-      uint64_t vid = r.U64();
-      uint64_t index = r.U64();
-      uint64_t chunk_id = r.U64();
-      auto it = volumes.find(vid);
-      auto c = checkpoint_chunks.find(chunk_id);
-      if (r.failed() || it == volumes.end() || c == checkpoint_chunks.end()) {
-        return Bad("shared chunk refers to an unknown volume or chunk");
-      }
-      it->second.chunks[index] = c->second;
-      break;
-    }
-    case RecordType::kRefcount: {
-      uint32_t n = r.U32();
-      if (r.failed() || r.remaining() != static_cast<size_t>(n) * 8) return Bad("refcount record has a bad length");
-      for (uint32_t i = 0; i < n; ++i) {
-        uint32_t b = r.U32();
-        uint32_t count = r.U32();
-        if (count == 0) {
-          refcounts.erase(b);
-        } else {
-          refcounts[b] = count;
-        }
-      }
-      break;
-    }
+      return DecodeAndApply(payload, DecodePool, ApplyPool, this);
+    case RecordType::kVolume:
+      return DecodeAndApply(payload, DecodeVolume, ApplyVolume, this);
+    case RecordType::kSnapshot:
+      return DecodeAndApply(payload, DecodeSnapshot, ApplySnapshot, this);
+    case RecordType::kDelete:
+      return DecodeAndApply(payload, DecodeDelete, ApplyDelete, this);
+    case RecordType::kChunk:
+      return DecodeAndApply(payload, DecodeChunk, ApplyChunk, this);
+    case RecordType::kShareChunk:
+      return DecodeAndApply(payload, DecodeShareChunk, ApplyShareChunk, this);
+    case RecordType::kRefcount:
+      return DecodeAndApply(payload, DecodeRefcounts, ApplyRefcounts, this);
     case RecordType::kCommit:
-      commit_seq = r.U64();
-      break;
-    default:
-      return Bad("unknown record type " + std::to_string(static_cast<int>(type)));
+      return DecodeAndApply(payload, DecodeCommit, ApplyCommit, this);
   }
-  if (r.failed()) return Bad("record cut short");
-  return Status::OK();
+  return RecordCorruption("unknown record type " + std::to_string(static_cast<int>(type)));
 }
 
 void Image::Encode(std::string* out) const {

@@ -41,8 +41,11 @@ struct Image {
   std::map<uint64_t, VolumeImage> volumes;   // by id
   std::map<uint32_t, uint32_t> refcounts;    // stored counts, non-zero only
 
-  // Applies one record payload (type byte first). Corruption names what
-  // was wrong (an unknown volume, a malformed record).
+  // Applies one record payload (type byte first, as RecordReader yields
+  // it): decodes it (records.h) and makes its change. Corruption, with a
+  // RecordCorruption message, names what was wrong: a malformed record, or
+  // one that does not fit the image (an unknown volume or shared chunk, a
+  // chunk provisioning unmapped vblocks). A refused record changes nothing.
   Status Apply(std::string_view payload);
 
   // The whole state as a checkpoint record stream (no kCommit).

@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <string>
+#include <vector>
 
 #include "base/encoding.h"
 #include "metadata/records.h"
@@ -182,6 +183,75 @@ TEST_F(ImageTest, CutShortRecordsAreCorruption) {
   for (const std::string& p : payloads) {
     Image copy = image_;
     EXPECT_EQ(copy.Apply(p.substr(0, p.size() - 1)).code(), ErrorCode::kCorruption) << "type " << int(p[0]);
+  }
+}
+
+// The exact messages of damaged records: check and repair print them, and
+// the crash tests and users read them, so they are part of the behaviour.
+TEST_F(ImageTest, DamagedRecordsHaveStableMessages) {
+  auto cut = [](std::string p) { return p.substr(0, p.size() - 1); };
+  auto longer = [](std::string p) { return p + '\0'; };
+  struct Case {
+    std::string payload;
+    std::string message;
+  };
+  const std::vector<Case> cases = {
+      {"", "unknown record type 0"},
+      {"\x63", "unknown record type 99"},
+      {cut(Payload([](std::string* o) { AppendPool(o, 65536, 10, 0); })), "record cut short"},
+      {cut(Payload([](std::string* o) { AppendVolume(o, Vol(3, "x")); })), "volume record cut short"},
+      {cut(Payload([](std::string* o) { AppendSnapshot(o, SnapshotRecord{3, 1, "s", false}); })),
+       "snapshot record cut short"},
+      {Payload([](std::string* o) { AppendSnapshot(o, SnapshotRecord{3, 8, "s", false}); }),
+       "snapshot s of unknown volume id 8"},
+      {cut(Payload([](std::string* o) { AppendDelete(o, 1); })), "delete of unknown volume id 0"},
+      {Payload([](std::string* o) { AppendDelete(o, 42); }), "delete of unknown volume id 42"},
+      {cut(Payload([](std::string* o) { AppendChunk(o, ChunkRecord{1, 0, 0, 1, 0, {5}}); })),
+       "chunk record has a bad length"},
+      {longer(Payload([](std::string* o) { AppendChunk(o, ChunkRecord{1, 0, 0, 1, 0, {5}}); })),
+       "chunk record has a bad length"},
+      {Payload([](std::string* o) { AppendChunk(o, ChunkRecord{9, 0, 0, 1, 0, {5}}); }),
+       "chunk of unknown volume id 9"},
+      {Payload([](std::string* o) { AppendChunk(o, ChunkRecord{1, 0, 0, 1, 2, {5}}); }),
+       "chunk has provisioned vblocks that are not mapped"},
+      // Both wrong: the unknown volume is named first.
+      {Payload([](std::string* o) { AppendChunk(o, ChunkRecord{9, 0, 0, 1, 2, {5}}); }),
+       "chunk of unknown volume id 9"},
+      {cut(Payload([](std::string* o) { AppendShareChunk(o, ShareChunkRecord{1, 0, 1}); })),
+       "shared chunk refers to an unknown volume or chunk"},
+      {Payload([](std::string* o) { AppendShareChunk(o, ShareChunkRecord{1, 0, 99}); }),
+       "shared chunk refers to an unknown volume or chunk"},
+      {cut(Payload([](std::string* o) { AppendRefcounts(o, {{3, 2}}); })), "refcount record has a bad length"},
+      {longer(Payload([](std::string* o) { AppendRefcounts(o, {{3, 2}}); })), "refcount record has a bad length"},
+      {cut(Payload([](std::string* o) { AppendCommit(o, 1); })), "record cut short"},
+  };
+  for (const Case& c : cases) {
+    Image copy = image_;
+    Status s = copy.Apply(c.payload);
+    EXPECT_EQ(s.code(), ErrorCode::kCorruption) << c.message;
+    EXPECT_EQ(s.message(), "metadata record: " + c.message);
+  }
+}
+
+// All or nothing: a load that stops at a refused record keeps exactly what
+// came before it (dump and check then show that state).
+TEST_F(ImageTest, RefusedRecordsChangeNothing) {
+  ASSERT_TRUE(ApplyChunk(&image_, ChunkRecord{1, 0, 3, 1, 0, {5}}).ok());
+  ASSERT_TRUE(image_.Apply(Payload([](std::string* o) { AppendCommit(o, 7); })).ok());
+  auto cut = [](std::string p) { return p.substr(0, p.size() - 1); };
+  const std::vector<std::string> refused = {
+      cut(Payload([](std::string* o) { AppendPool(o, 4096, 10, 1); })),
+      cut(Payload([](std::string* o) { AppendVolume(o, Vol(1, "renamed", 4096)); })),
+      Payload([](std::string* o) { AppendChunk(o, ChunkRecord{1, 1, 4, 1, 2, {6}}); }),
+      cut(Payload([](std::string* o) { AppendRefcounts(o, {{5, 3}}); })),
+      cut(Payload([](std::string* o) { AppendCommit(o, 8); })),
+  };
+  for (const std::string& p : refused) {
+    Image copy = image_;
+    ASSERT_EQ(copy.Apply(p).code(), ErrorCode::kCorruption) << "type " << int(p[0]);
+    EXPECT_EQ(Encoded(copy), Encoded(image_)) << "type " << int(p[0]);
+    EXPECT_EQ(copy.commit_seq, 7u) << "type " << int(p[0]);
+    EXPECT_EQ(copy.checkpoint_chunks, image_.checkpoint_chunks) << "type " << int(p[0]);
   }
 }
 

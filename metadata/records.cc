@@ -1,5 +1,8 @@
 #include "metadata/records.h"
 
+#include <algorithm>
+#include <bit>
+
 #include "base/crc32c.h"
 #include "base/encoding.h"
 
@@ -20,7 +23,39 @@ std::string Start(RecordType t) {
   return p;
 }
 
+// Reads the type byte of the payload `r` reads and checks it is `t`. Only a
+// caller that has not looked at the type (not Image::Apply) can get this.
+Status ExpectType(Reader* r, RecordType t) {
+  auto got = static_cast<RecordType>(r->U8());
+  if (got == t) return Status::OK();
+  return RecordCorruption("record type " + std::to_string(static_cast<int>(got)) + " where type " +
+                          std::to_string(static_cast<int>(t)) + " was expected");
+}
+
+// The frame of every decoder: checks the type byte, lets `read` fill a
+// fresh record (returning false if what it read shows the record is not
+// whole), refuses it as `damage` if it was not or a read ran past the end,
+// and only then stores it, so that a refused record leaves *out alone.
+template <typename R, typename ReadFn>
+Status DecodeAs(std::string_view payload, RecordType t, const char* damage, R* out, ReadFn read) {
+  Reader r(payload);
+  THINSIM_RETURN_IF_ERROR(ExpectType(&r, t));
+  R record;
+  bool whole = read(&r, &record);
+  if (r.failed() || !whole) return RecordCorruption(damage);
+  *out = std::move(record);
+  return Status::OK();
+}
+
 }  // namespace
+
+RecordType TypeOf(std::string_view payload) {
+  return payload.empty() ? RecordType{0} : static_cast<RecordType>(payload[0]);
+}
+
+Status RecordCorruption(const std::string& what) { return Status::Corruption("metadata record: " + what); }
+
+// ---- kPool -------------------------------------------------------------------
 
 void AppendPool(std::string* out, uint32_t block_size, uint64_t nr_blocks, uint8_t mode) {
   std::string p = Start(RecordType::kPool);
@@ -29,6 +64,17 @@ void AppendPool(std::string* out, uint32_t block_size, uint64_t nr_blocks, uint8
   PutU8(&p, mode);
   Frame(out, p);
 }
+
+Status DecodePool(std::string_view payload, PoolRecord* out) {
+  return DecodeAs(payload, RecordType::kPool, "record cut short", out, [](Reader* r, PoolRecord* pool) {
+    pool->block_size = r->U32();
+    pool->nr_blocks = r->U64();
+    pool->mode = r->U8();
+    return true;
+  });
+}
+
+// ---- kVolume -----------------------------------------------------------------
 
 void AppendVolume(std::string* out, const VolumeRecord& r) {
   std::string p = Start(RecordType::kVolume);
@@ -43,6 +89,22 @@ void AppendVolume(std::string* out, const VolumeRecord& r) {
   Frame(out, p);
 }
 
+Status DecodeVolume(std::string_view payload, VolumeRecord* out) {
+  return DecodeAs(payload, RecordType::kVolume, "volume record cut short", out, [](Reader* r, VolumeRecord* v) {
+    v->id = r->U64();
+    v->name = r->String();
+    v->size = r->U64();
+    v->strategy = r->U8();
+    v->read_only = r->U8() != 0;
+    v->origin_id = r->U64();
+    v->family = r->U64();
+    v->pinned = r->U8() != 0;
+    return true;
+  });
+}
+
+// ---- kSnapshot ---------------------------------------------------------------
+
 void AppendSnapshot(std::string* out, const SnapshotRecord& r) {
   std::string p = Start(RecordType::kSnapshot);
   PutU64(&p, r.id);
@@ -52,11 +114,34 @@ void AppendSnapshot(std::string* out, const SnapshotRecord& r) {
   Frame(out, p);
 }
 
+Status DecodeSnapshot(std::string_view payload, SnapshotRecord* out) {
+  return DecodeAs(payload, RecordType::kSnapshot, "snapshot record cut short", out, [](Reader* r, SnapshotRecord* s) {
+    s->id = r->U64();
+    s->origin_id = r->U64();
+    s->name = r->String();
+    s->read_only = r->U8() != 0;
+    return true;
+  });
+}
+
+// ---- kDelete -----------------------------------------------------------------
+
 void AppendDelete(std::string* out, uint64_t id) {
   std::string p = Start(RecordType::kDelete);
   PutU64(&p, id);
   Frame(out, p);
 }
+
+Status DecodeDelete(std::string_view payload, DeleteRecord* out) {
+  // The message a cut-short delete has always had (its id reads as 0, which
+  // no volume has); check and repair print it as it is.
+  return DecodeAs(payload, RecordType::kDelete, "delete of unknown volume id 0", out, [](Reader* r, DeleteRecord* d) {
+    d->id = r->U64();
+    return true;
+  });
+}
+
+// ---- kChunk ------------------------------------------------------------------
 
 void AppendChunk(std::string* out, const ChunkRecord& r) {
   std::string p = Start(RecordType::kChunk);
@@ -69,6 +154,24 @@ void AppendChunk(std::string* out, const ChunkRecord& r) {
   Frame(out, p);
 }
 
+Status DecodeChunk(std::string_view payload, ChunkRecord* out) {
+  return DecodeAs(payload, RecordType::kChunk, "chunk record has a bad length", out, [](Reader* r, ChunkRecord* c) {
+    c->volume_id = r->U64();
+    c->index = r->U64();
+    c->chunk_id = r->U64();
+    c->mapped = r->U64();
+    c->provisioned = r->U64();
+    // At most 64 entries, whatever the bytes say.
+    int n = std::popcount(c->mapped);
+    c->dblocks.reserve(n);
+    for (int i = 0; i < n; ++i) c->dblocks.push_back(r->U32());
+    // The bitmap fixes the length: a dblock more is damage too.
+    return r->done();
+  });
+}
+
+// ---- kShareChunk -------------------------------------------------------------
+
 void AppendShareChunk(std::string* out, const ShareChunkRecord& r) {
   std::string p = Start(RecordType::kShareChunk);
   PutU64(&p, r.volume_id);
@@ -76,6 +179,20 @@ void AppendShareChunk(std::string* out, const ShareChunkRecord& r) {
   PutU64(&p, r.chunk_id);
   Frame(out, p);
 }
+
+Status DecodeShareChunk(std::string_view payload, ShareChunkRecord* out) {
+  // Worded as Image::Apply words a share it cannot resolve: a cut-short one
+  // has always been reported the same way.
+  return DecodeAs(payload, RecordType::kShareChunk, "shared chunk refers to an unknown volume or chunk", out,
+                  [](Reader* r, ShareChunkRecord* s) {
+                    s->volume_id = r->U64();
+                    s->index = r->U64();
+                    s->chunk_id = r->U64();
+                    return true;
+                  });
+}
+
+// ---- kRefcount ---------------------------------------------------------------
 
 void AppendRefcounts(std::string* out, const std::vector<std::pair<uint32_t, uint32_t>>& counts) {
   // Bounded records keep a reader's memory bounded too.
@@ -92,11 +209,37 @@ void AppendRefcounts(std::string* out, const std::vector<std::pair<uint32_t, uin
   }
 }
 
+Status DecodeRefcounts(std::string_view payload, RefcountRecord* out) {
+  return DecodeAs(payload, RecordType::kRefcount, "refcount record has a bad length", out,
+                  [](Reader* r, RefcountRecord* rc) {
+                    uint32_t n = r->U32();
+                    // Checked before anything is allocated for the n pairs.
+                    if (r->failed() || r->remaining() != static_cast<size_t>(n) * 8) return false;
+                    rc->counts.reserve(n);
+                    for (uint32_t i = 0; i < n; ++i) {
+                      uint32_t b = r->U32();
+                      rc->counts.emplace_back(b, r->U32());
+                    }
+                    return true;
+                  });
+}
+
+// ---- kCommit -----------------------------------------------------------------
+
 void AppendCommit(std::string* out, uint64_t seq) {
   std::string p = Start(RecordType::kCommit);
   PutU64(&p, seq);
   Frame(out, p);
 }
+
+Status DecodeCommit(std::string_view payload, CommitRecord* out) {
+  return DecodeAs(payload, RecordType::kCommit, "record cut short", out, [](Reader* r, CommitRecord* c) {
+    c->seq = r->U64();
+    return true;
+  });
+}
+
+// ---- Framing -----------------------------------------------------------------
 
 bool RecordReader::Next(std::string_view* payload) {
   if (pos_ == data_.size()) return false;

@@ -8,13 +8,33 @@
 // Framing of one record: u32 payload length, u32 CRC-32C of the payload,
 // then the payload, whose first byte is the RecordType. Integers are
 // little-endian.
+//
+// Each record type has a struct, an encoder (AppendX: frames one record and
+// appends it) and a decoder (DecodeX: one payload, as RecordReader yields
+// it, into the struct). The decoders check only what one record can tell:
+// its type byte and that its fields are all there. Whether it makes sense
+// against the state (a known volume, ...) is Image::Apply's business.
+//
+// Decoder contract, for every DecodeX(payload, out):
+//   - OK: *out holds the record's fields.
+//   - Corruption (message from RecordCorruption) when the payload is not of
+//     type X or its fields are cut short; for kChunk and kRefcount, whose
+//     length the fields fix, also when it is longer. *out is then unchanged.
+//   - Any bytes are safe: nothing is read past the payload, and no length
+//     taken from it is trusted before it is checked against the payload.
+//
+// Thread safety: free functions on caller-owned values; RecordReader is a
+// value type with no internal synchronisation.
 #ifndef THINSIM_METADATA_RECORDS_H_
 #define THINSIM_METADATA_RECORDS_H_
 
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
+
+#include "base/status.h"
 
 namespace thinsim::metadata {
 
@@ -29,6 +49,27 @@ enum class RecordType : uint8_t {
   kCommit = 8,      // seq u64: closes a transaction
 };
 
+// The type byte of `payload`; 0, which no type has, for an empty one.
+RecordType TypeOf(std::string_view payload);
+
+// Corruption("metadata record: " + what): the one form of every error about
+// a record's contents, from the decoders here and from Image::Apply.
+Status RecordCorruption(const std::string& what);
+
+// ---- kPool: the pool's geometry and mode -----------------------------------
+
+struct PoolRecord {
+  uint32_t block_size = 0;
+  uint64_t nr_blocks = 0;
+  uint8_t mode = 0;  // thinsim::PoolMode
+  bool operator==(const PoolRecord&) const = default;
+};
+
+void AppendPool(std::string* out, uint32_t block_size, uint64_t nr_blocks, uint8_t mode);
+Status DecodePool(std::string_view payload, PoolRecord* out);
+
+// ---- kVolume: a volume's attributes ----------------------------------------
+
 struct VolumeRecord {
   uint64_t id = 0;
   std::string name;
@@ -38,19 +79,45 @@ struct VolumeRecord {
   uint64_t origin_id = 0;  // 0: none
   uint64_t family = 0;
   bool pinned = false;
+  bool operator==(const VolumeRecord&) const = default;
 };
+
+void AppendVolume(std::string* out, const VolumeRecord& r);
+Status DecodeVolume(std::string_view payload, VolumeRecord* out);
+
+// ---- kSnapshot: a new volume sharing its origin's mappings -----------------
 
 struct SnapshotRecord {
   uint64_t id = 0;
   uint64_t origin_id = 0;
   std::string name;
   bool read_only = false;
+  bool operator==(const SnapshotRecord&) const = default;
 };
+
+void AppendSnapshot(std::string* out, const SnapshotRecord& r);
+Status DecodeSnapshot(std::string_view payload, SnapshotRecord* out);
+
+// ---- kDelete: a volume goes ------------------------------------------------
+
+struct DeleteRecord {
+  uint64_t id = 0;
+  bool operator==(const DeleteRecord&) const = default;
+};
+
+void AppendDelete(std::string* out, uint64_t id);
+Status DecodeDelete(std::string_view payload, DeleteRecord* out);
+
+// ---- kChunk: one chunk of a volume's mappings ------------------------------
 
 // The mappings of chunk `index` of a volume: `mapped` and `provisioned` are
 // bitmaps of its 64 vblocks; `dblocks` has one entry per mapped bit, in
 // order. `chunk_id` names the chunk within one checkpoint so that later
 // slots can share it (kShareChunk); 0 in the log.
+//
+// The decoder reads one dblock per mapped bit, so a decoded record always
+// has popcount(mapped) dblocks. It does not check provisioned against
+// mapped (Image::Apply does, after the volume).
 struct ChunkRecord {
   uint64_t volume_id = 0;
   uint64_t index = 0;
@@ -58,26 +125,54 @@ struct ChunkRecord {
   uint64_t mapped = 0;
   uint64_t provisioned = 0;
   std::vector<uint32_t> dblocks;
+  bool operator==(const ChunkRecord&) const = default;
 };
+
+// REQUIRES: r.dblocks.size() == popcount(r.mapped), else it will not decode.
+void AppendChunk(std::string* out, const ChunkRecord& r);
+Status DecodeChunk(std::string_view payload, ChunkRecord* out);
+
+// ---- kShareChunk: a slot shares a chunk of the same checkpoint -------------
 
 struct ShareChunkRecord {
   uint64_t volume_id = 0;
   uint64_t index = 0;
   uint64_t chunk_id = 0;
+  bool operator==(const ShareChunkRecord&) const = default;
 };
 
-// Appends one framed record to `out`.
-void AppendPool(std::string* out, uint32_t block_size, uint64_t nr_blocks, uint8_t mode);
-void AppendVolume(std::string* out, const VolumeRecord& r);
-void AppendSnapshot(std::string* out, const SnapshotRecord& r);
-void AppendDelete(std::string* out, uint64_t id);
-void AppendChunk(std::string* out, const ChunkRecord& r);
 void AppendShareChunk(std::string* out, const ShareChunkRecord& r);
+Status DecodeShareChunk(std::string_view payload, ShareChunkRecord* out);
+
+// ---- kRefcount: stored reference counts ------------------------------------
+
+// (dblock, count) pairs; a count of 0 erases the block's stored count.
+struct RefcountRecord {
+  std::vector<std::pair<uint32_t, uint32_t>> counts;
+  bool operator==(const RefcountRecord&) const = default;
+};
+
+// Appends as many records as keep each at most 2^16 pairs (none for no
+// counts), so that a reader's memory per record stays bounded.
 void AppendRefcounts(std::string* out, const std::vector<std::pair<uint32_t, uint32_t>>& counts);
+// Decodes one of those records.
+Status DecodeRefcounts(std::string_view payload, RefcountRecord* out);
+
+// ---- kCommit: closes a transaction -----------------------------------------
+
+struct CommitRecord {
+  uint64_t seq = 0;
+  bool operator==(const CommitRecord&) const = default;
+};
+
 void AppendCommit(std::string* out, uint64_t seq);
+Status DecodeCommit(std::string_view payload, CommitRecord* out);
+
+// ---- Framing ----------------------------------------------------------------
 
 // Splits framed records. Next() returns false at the end or at the first
-// record that is cut short or fails its checksum; error() says which.
+// record that is cut short or fails its checksum; error() says which. A
+// payload it yields is never empty.
 class RecordReader {
  public:
   explicit RecordReader(std::string_view data) : data_(data) {}

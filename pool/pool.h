@@ -264,7 +264,7 @@ class Pool {
   // compares it with the real heap).
   size_t MetadataMemoryUsage() const;
   // Test hook: checks every counter against a full walk; returns Corruption
-  // naming the first mismatch.
+  // naming the first mismatch (pool_counters_check.cc).
   Status TEST_CheckCounters() const;
 
  private:
