@@ -1,77 +1,16 @@
 #include "plugin/control_commands.h"
 
-#include <initializer_list>
-#include <map>
 #include <new>
 #include <optional>
 
+#include "plugin/command_table.h"
 #include "plugin/control_request.h"
-#include "base/sizes.h"
 
 namespace thinsim {
 
 using nlohmann::json;
 
 namespace {
-
-// Reads typed arguments out of the request's "arguments" object, refusing
-// unknown keys so that a typo never silently does something else.
-class Args {
- public:
-  Args(const json& args, std::initializer_list<const char*> allowed) : args_(args) {
-    for (const auto& [key, value] : args_.items()) {
-      bool known = false;
-      for (const char* a : allowed) known = known || key == a;
-      if (!known && status_.ok()) status_ = Status::Invalid("unknown argument '" + key + "'");
-    }
-  }
-  const Status& status() const { return status_; }
-
-  Status String(const char* key, std::string* out, bool required = true) const {
-    auto it = args_.find(key);
-    if (it == args_.end()) return Missing(key, required);
-    if (!it->is_string()) return Status::Invalid(std::string("argument '") + key + "' must be a string");
-    *out = it->get<std::string>();
-    return Status::OK();
-  }
-  // A size or offset: a JSON integer or a string with a suffix ("64K").
-  Status Size(const char* key, uint64_t* out, bool required = true) const {
-    auto it = args_.find(key);
-    if (it == args_.end()) return Missing(key, required);
-    if (it->is_number_unsigned()) {
-      *out = it->get<uint64_t>();
-      return Status::OK();
-    }
-    if (it->is_string()) return ParseSize(it->get<std::string>(), key, out);
-    return Status::Invalid(std::string("argument '") + key +
-                           "' must be a non-negative integer or a size string like \"64K\"");
-  }
-  Status Bool(const char* key, bool* out) const {
-    auto it = args_.find(key);
-    if (it == args_.end()) return Status::OK();
-    if (!it->is_boolean()) return Status::Invalid(std::string("argument '") + key + "' must be true or false");
-    *out = it->get<bool>();
-    return Status::OK();
-  }
-  bool Has(const char* key) const { return args_.contains(key); }
-  const json& Get(const char* key) const { return args_.at(key); }
-
- private:
-  static Status Missing(const char* key, bool required) {
-    if (!required) return Status::OK();
-    return Status::Invalid(std::string("missing argument '") + key + "'");
-  }
-
-  const json& args_;
-  Status status_;
-};
-
-Status ParseStrategyArg(const std::string& name, Strategy* out) {
-  if (!ParseStrategy(name, out)) {
-    return Status::Invalid("unknown strategy '" + name + "' (use none, provision, volume or full)");
-  }
-  return Status::OK();
-}
 
 // What Execute answers when even building an error reply failed.
 constexpr char kInternalErrorLine[] =
@@ -97,6 +36,18 @@ std::string ReplyLine(const Status& s, const json& result, const std::optional<s
     line += ",\"id\":" + *raw_id + "}";
   }
   return line;
+}
+
+// Runs the command's handler. A handler may throw on a request it did not
+// expect (nlohmann's type errors): that is the client's fault, an error reply.
+Status Dispatch(const CommandTable::Entry& command, const CommandCall& call) {
+  try {
+    return command.handler(call);
+  } catch (const std::bad_alloc&) {
+    throw;
+  } catch (const std::exception& e) {
+    return Status::Invalid("bad request: " + SanitizeUtf8(e.what()));
+  }
 }
 
 }  // namespace
@@ -171,175 +122,11 @@ ControlCommands::Reply ControlCommands::Execute(std::string_view request_line) n
 }
 
 Status ControlCommands::Run(const ControlRequest& request, json* result, bool* subscribe) {
-  const std::string& command = request.execute;
-  try {
-    THINSIM_RETURN_IF_ERROR(Dispatch(command, request.arguments, result, subscribe));
-  } catch (const std::bad_alloc&) {
-    throw;
-  } catch (const std::exception& e) {
-    return Status::Invalid("bad request: " + SanitizeUtf8(e.what()));
-  }
+  const CommandTable::Entry* command = CommandTable::Builtin().Find(request.execute);
+  if (command == nullptr) return Status::Invalid("unknown command '" + request.execute + "'");
+  THINSIM_RETURN_IF_ERROR(Dispatch(*command, CommandCall{pool_, request.arguments, result, subscribe}));
   // A persistent pool commits after every command that changes it.
-  bool changes = command.rfind("query-", 0) != 0 && command != "events-subscribe" && command != "commit";
-  return changes ? pool_->Commit() : Status::OK();
-}
-
-Status ControlCommands::Dispatch(const std::string& command, const json& args, json* result,
-                                 bool* subscribe) {
-  auto volume_result = [&](const std::string& name) {
-    VolumeInfo info;
-    Status s = pool_->QueryVolume(name, &info);
-    if (s.ok()) *result = VolumeJson(info);
-    return s;
-  };
-
-  if (command == "query-pool") {
-    Args a(args, {});
-    THINSIM_RETURN_IF_ERROR(a.status());
-    *result = PoolJson(pool_->QueryPool());
-    return Status::OK();
-  }
-  if (command == "query-volumes") {
-    Args a(args, {"name"});
-    THINSIM_RETURN_IF_ERROR(a.status());
-    std::string name;
-    THINSIM_RETURN_IF_ERROR(a.String("name", &name, false));
-    *result = json::array();
-    if (!name.empty()) {
-      VolumeInfo info;
-      THINSIM_RETURN_IF_ERROR(pool_->QueryVolume(name, &info));
-      result->push_back(VolumeJson(info));
-    } else {
-      for (const VolumeInfo& v : pool_->QueryVolumes()) result->push_back(VolumeJson(v));
-    }
-    return Status::OK();
-  }
-  if (command == "volume-create") {
-    Args a(args, {"name", "size", "reserve"});
-    THINSIM_RETURN_IF_ERROR(a.status());
-    std::string name, reserve;
-    uint64_t size;
-    THINSIM_RETURN_IF_ERROR(a.String("name", &name));
-    THINSIM_RETURN_IF_ERROR(a.Size("size", &size));
-    THINSIM_RETURN_IF_ERROR(a.String("reserve", &reserve, false));
-    std::optional<Strategy> strategy;
-    if (!reserve.empty()) {
-      Strategy st;
-      THINSIM_RETURN_IF_ERROR(ParseStrategyArg(reserve, &st));
-      strategy = st;
-    }
-    THINSIM_RETURN_IF_ERROR(pool_->CreateVolume(name, size, strategy));
-    return volume_result(name);
-  }
-  if (command == "volume-delete") {
-    Args a(args, {"name"});
-    THINSIM_RETURN_IF_ERROR(a.status());
-    std::string name;
-    THINSIM_RETURN_IF_ERROR(a.String("name", &name));
-    THINSIM_RETURN_IF_ERROR(pool_->DeleteVolume(name));
-    *result = json::object();
-    return Status::OK();
-  }
-  if (command == "volume-resize") {
-    Args a(args, {"name", "size"});
-    THINSIM_RETURN_IF_ERROR(a.status());
-    std::string name;
-    uint64_t size;
-    THINSIM_RETURN_IF_ERROR(a.String("name", &name));
-    THINSIM_RETURN_IF_ERROR(a.Size("size", &size));
-    THINSIM_RETURN_IF_ERROR(pool_->ResizeVolume(name, size));
-    return volume_result(name);
-  }
-  if (command == "snapshot-create") {
-    Args a(args, {"snapshots", "origin", "name", "read-only"});
-    THINSIM_RETURN_IF_ERROR(a.status());
-    bool read_only = false;
-    THINSIM_RETURN_IF_ERROR(a.Bool("read-only", &read_only));
-    std::vector<SnapshotRequest> requests;
-    if (a.Has("snapshots")) {
-      if (a.Has("origin") || a.Has("name")) {
-        return Status::Invalid("give either 'snapshots' or 'origin' and 'name', not both");
-      }
-      const json& list = a.Get("snapshots");
-      if (!list.is_array()) return Status::Invalid("'snapshots' must be an array of {origin, name}");
-      for (const json& item : list) {
-        if (!item.is_object()) return Status::Invalid("each snapshot must be an object {origin, name}");
-        Args pair(item, {"origin", "name"});
-        THINSIM_RETURN_IF_ERROR(pair.status());
-        SnapshotRequest r;
-        THINSIM_RETURN_IF_ERROR(pair.String("origin", &r.origin));
-        THINSIM_RETURN_IF_ERROR(pair.String("name", &r.name));
-        requests.push_back(std::move(r));
-      }
-    } else {
-      SnapshotRequest r;
-      THINSIM_RETURN_IF_ERROR(a.String("origin", &r.origin));
-      THINSIM_RETURN_IF_ERROR(a.String("name", &r.name));
-      requests.push_back(std::move(r));
-    }
-    THINSIM_RETURN_IF_ERROR(pool_->CreateSnapshots(requests, read_only));
-    *result = json::array();
-    for (const SnapshotRequest& r : requests) {
-      VolumeInfo info;
-      if (pool_->QueryVolume(r.name, &info).ok()) result->push_back(VolumeJson(info));
-    }
-    return Status::OK();
-  }
-  if (command == "provision") {
-    Args a(args, {"name", "offset", "length"});
-    THINSIM_RETURN_IF_ERROR(a.status());
-    std::string name;
-    uint64_t offset, length;
-    THINSIM_RETURN_IF_ERROR(a.String("name", &name));
-    THINSIM_RETURN_IF_ERROR(a.Size("offset", &offset));
-    THINSIM_RETURN_IF_ERROR(a.Size("length", &length));
-    THINSIM_RETURN_IF_ERROR(pool_->Provision(name, offset, length));
-    return volume_result(name);
-  }
-  if (command == "pool-grow") {
-    Args a(args, {"size"});
-    THINSIM_RETURN_IF_ERROR(a.status());
-    uint64_t size;
-    THINSIM_RETURN_IF_ERROR(a.Size("size", &size));
-    THINSIM_RETURN_IF_ERROR(pool_->Grow(size));
-    *result = PoolJson(pool_->QueryPool());
-    return Status::OK();
-  }
-  if (command == "commit") {
-    Args a(args, {});
-    THINSIM_RETURN_IF_ERROR(a.status());
-    THINSIM_RETURN_IF_ERROR(pool_->Flush());
-    *result = json::object();
-    return Status::OK();
-  }
-  if (command == "events-subscribe") {
-    Args a(args, {});
-    THINSIM_RETURN_IF_ERROR(a.status());
-    *subscribe = true;
-    *result = json::object();
-    return Status::OK();
-  }
-  if (command == "volume-set") {
-    Args a(args, {"name", "reserve"});
-    THINSIM_RETURN_IF_ERROR(a.status());
-    std::string name, reserve;
-    THINSIM_RETURN_IF_ERROR(a.String("name", &name));
-    THINSIM_RETURN_IF_ERROR(a.String("reserve", &reserve));
-    Strategy strategy;
-    THINSIM_RETURN_IF_ERROR(ParseStrategyArg(reserve, &strategy));
-    THINSIM_RETURN_IF_ERROR(pool_->SetStrategy(name, strategy));
-    return volume_result(name);
-  }
-  if (command == "volume-activate" || command == "volume-deactivate") {
-    Args a(args, {"name"});
-    THINSIM_RETURN_IF_ERROR(a.status());
-    std::string name;
-    THINSIM_RETURN_IF_ERROR(a.String("name", &name));
-    THINSIM_RETURN_IF_ERROR(command == "volume-activate" ? pool_->Activate(name)
-                                                          : pool_->Deactivate(name));
-    return volume_result(name);
-  }
-  return Status::Invalid("unknown command '" + command + "'");
+  return command->effect == CommandTable::Effect::kChangesPool ? pool_->Commit() : Status::OK();
 }
 
 }  // namespace thinsim

@@ -46,10 +46,9 @@ class ControlCommands {
   static std::string EventLine(std::string_view name, const nlohmann::json& data, const timeval& when);
 
  private:
-  // Runs a parsed request and commits what it changed.
+  // Runs a parsed request through CommandTable::Builtin() and commits what
+  // it changed.
   Status Run(const ControlRequest& request, nlohmann::json* result, bool* subscribe);
-  Status Dispatch(const std::string& command, const nlohmann::json& args, nlohmann::json* result,
-                  bool* subscribe);
 
   Pool* const pool_;
 };

@@ -1,6 +1,7 @@
 // ControlCommands::Execute over a real in-memory Pool: hostile request lines
 // (issue 10) get an error reply that is valid JSON and changes nothing; ids
-// come back as the exact text sent; names SPEC section 3 refuses stay out.
+// come back as the exact text sent; names SPEC section 3 refuses stay out;
+// every command is in the command table (issue 11).
 #include "plugin/control_commands.h"
 
 #include <cstdio>
@@ -12,6 +13,7 @@
 #include <gtest/gtest.h>
 
 #include "base/status_test_util.h"
+#include "plugin/command_table.h"
 
 namespace thinsim {
 namespace {
@@ -299,6 +301,74 @@ TEST_F(ControlCommandsTest, EventLineIsValidJsonWhateverTheData) {
             json({{"mode", "write"}, {"free_blocks", 3}, {"total_blocks", 10}, {"threshold_blocks", 4}}));
   e.name = "POOL_MODE";
   EXPECT_FALSE(ControlCommands::PoolEventJson(e).contains("threshold_blocks"));
+}
+
+// The command table (issue 11): every command SPEC section 9 names and
+// thinsim has is in it and reaches its handler; anything else gets the same
+// "unknown command" reply as before the table.
+
+// SPEC section 9's commands that exist today. transaction, bitmap-*,
+// mirror-start, job-*, fault-* and power-cut are still to come.
+const char* const kSpecCommands[] = {
+    "query-pool",      "query-volumes",   "volume-create",     "volume-delete",   "volume-resize",
+    "volume-set",      "volume-activate", "volume-deactivate", "snapshot-create", "provision",
+    "pool-grow",       "commit",          "events-subscribe",
+};
+
+TEST_F(ControlCommandsTest, EverySpecCommandIsInTheTable) {
+  for (const char* name : kSpecCommands) {
+    EXPECT_NE(CommandTable::Builtin().Find(name), nullptr) << name;
+  }
+}
+
+// Before the table, Run committed after every command but query-*,
+// events-subscribe and commit; the table's effects must say the same.
+TEST_F(ControlCommandsTest, EffectsKeepTheCommitRule) {
+  for (std::string name : kSpecCommands) {
+    const CommandTable::Entry* entry = CommandTable::Builtin().Find(name);
+    ASSERT_NE(entry, nullptr) << name;
+    bool changes = name.rfind("query-", 0) != 0 && name != "events-subscribe" && name != "commit";
+    EXPECT_EQ(entry->effect == CommandTable::Effect::kChangesPool, changes) << name;
+  }
+}
+
+// Each name reaches its own handler: only a handler knows which arguments
+// are allowed, so an unknown one is refused by it, with nothing changed.
+TEST_F(ControlCommandsTest, EveryCommandReachesItsHandler) {
+  std::string before = State();
+  for (const char* name : kSpecCommands) {
+    ControlCommands::Reply reply =
+        commands_->Execute(std::string(R"({"execute":")") + name + R"(","arguments":{"bogus":1}})");
+    EXPECT_EQ(reply.line,
+              R"({"error":{"class":"Invalid","desc":"unknown argument 'bogus'","errno":"EINVAL"}})")
+        << name;
+    EXPECT_FALSE(reply.subscribe) << name;
+  }
+  EXPECT_EQ(State(), before);
+}
+
+TEST_F(ControlCommandsTest, UnknownCommandsAreRefusedAsBefore) {
+  std::string before = State();
+  // Names are matched exactly: no case folding, prefixes or trimming.
+  for (const char* name :
+       {"no-such-command", "", "Query-pool", "query-pool ", "query", "query-pools", "volume"}) {
+    EXPECT_EQ(CommandTable::Builtin().Find(name), nullptr) << name;
+    std::string line = commands_->Execute(std::string(R"({"execute":")") + name + R"(","id":7})").line;
+    EXPECT_EQ(line, std::string(R"({"error":{"class":"Invalid","desc":"unknown command ')") +
+                        name + R"('","errno":"EINVAL"},"id":7})");
+  }
+  // Arguments do not matter to an unknown command.
+  EXPECT_EQ(commands_->Execute(R"({"execute":"volume-destroy","arguments":{"name":"v0"}})").line,
+            R"({"error":{"class":"Invalid","desc":"unknown command 'volume-destroy'","errno":"EINVAL"}})");
+  EXPECT_EQ(State(), before);
+}
+
+Status Nothing(const CommandCall&) { return Status::OK(); }
+
+TEST(CommandTableDeathTest, ANameRegisteredTwiceAborts) {
+  CommandTable table;
+  table.Add("x", Nothing, CommandTable::Effect::kReadOnly);
+  EXPECT_DEATH(table.Add("x", Nothing, CommandTable::Effect::kChangesPool), "'x' registered twice");
 }
 
 }  // namespace

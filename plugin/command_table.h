@@ -1,0 +1,79 @@
+// CommandTable: the control commands by name (SPEC section 9), for
+// ControlCommands (plugin/control_commands.h) to look a request up in. Each
+// domain (pool, volumes, events, ...) has its own file, plugin/commands_*.cc,
+// holding its handlers and a Register*Commands() that adds them; a new domain
+// is a new file, its Register function declared here and listed in
+// command_table.cc.
+//
+// A handler reads its arguments with CommandArgs (plugin/command_args.h),
+// refusing unknown ones, acts on the pool and sets the reply's "return"
+// value. It may throw: ControlCommands turns a std::exception into an error
+// reply and lets std::bad_alloc through.
+//
+// Thread safety: Builtin() is built once, on first use (a function-local
+// static), and never changes after, so lookups from any thread are safe.
+// Handlers are thread-safe because Pool is. A CommandTable being filled is
+// used by one thread.
+#ifndef THINSIM_PLUGIN_COMMAND_TABLE_H_
+#define THINSIM_PLUGIN_COMMAND_TABLE_H_
+
+#include <functional>
+#include <map>
+#include <string>
+#include <string_view>
+
+#include <nlohmann/json.hpp>
+
+#include "base/status.h"
+#include "pool/pool.h"
+
+namespace thinsim {
+
+// What a handler works with: one request.
+struct CommandCall {
+  Pool* pool;
+  const nlohmann::json& args;  // the request's "arguments", always an object
+  nlohmann::json* result;      // the reply's "return" value, set on success
+  bool* subscribe;             // set to true to send the client events
+};
+
+using CommandHandler = Status (*)(const CommandCall& call);
+
+// What a command with nothing to report answers: {}.
+inline Status EmptyReturn(const CommandCall& call) {
+  *call.result = nlohmann::json::object();
+  return Status::OK();
+}
+
+class CommandTable {
+ public:
+  // Whether a persistent pool commits after the command succeeds. "commit"
+  // itself is kReadOnly: it flushes on its own.
+  enum class Effect { kReadOnly, kChangesPool };
+
+  struct Entry {
+    CommandHandler handler;
+    Effect effect;
+  };
+
+  // REQUIRES: `name` is not in the table yet (a second one aborts: two
+  // domains claiming a name is a programming error, not a runtime one).
+  void Add(std::string name, CommandHandler handler, Effect effect);
+  // The entry for `name`, or nullptr if there is no such command.
+  const Entry* Find(std::string_view name) const;
+
+  // Every command thinsim has.
+  static const CommandTable& Builtin();
+
+ private:
+  std::map<std::string, Entry, std::less<>> entries_;
+};
+
+// One per domain; each adds its commands to *table.
+void RegisterPoolCommands(CommandTable* table);    // commands_pool.cc
+void RegisterVolumeCommands(CommandTable* table);  // commands_volume.cc
+void RegisterEventCommands(CommandTable* table);   // commands_events.cc
+
+}  // namespace thinsim
+
+#endif  // THINSIM_PLUGIN_COMMAND_TABLE_H_
