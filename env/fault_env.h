@@ -4,7 +4,7 @@
 // Faults. A rule names a layer (the data file, or the metadata files: the
 // superblock, checkpoints and logs), an operation, the errno to fail it
 // with and optionally a byte range, a probability and a count:
-//   read     File::Read
+//   read     File::Read, File::Size
 //   write    File::Write, File::Truncate
 //   discard  File::PunchHole, File::ZeroRange
 //   flush    File::Sync (what an NBD FLUSH or FUA becomes)
