@@ -1,13 +1,6 @@
 #include "metadata/journal.h"
 
-#include <dirent.h>
-#include <fcntl.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
 #include <algorithm>
-#include <cerrno>
-#include <cstring>
 #include <set>
 
 #include "base/crc32c.h"
@@ -26,8 +19,6 @@ constexpr uint32_t kVersion = 1;
 constexpr size_t kFileHeader = 24;
 constexpr size_t kSuperblockSize = 64;
 
-Status Errno(const std::string& what) { return Status::IOError(what + ": " + std::strerror(errno)); }
-
 std::string FileHeader(uint64_t magic, uint64_t gen) {
   std::string h;
   PutU64(&h, magic);
@@ -37,56 +28,12 @@ std::string FileHeader(uint64_t magic, uint64_t gen) {
   return h;
 }
 
-Status WriteAll(int fd, const std::string& data, off_t pos, const std::string& what) {
-  size_t done = 0;
-  while (done < data.size()) {
-    ssize_t n = pwrite(fd, data.data() + done, data.size() - done, pos + static_cast<off_t>(done));
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return Errno("write " + what);
-    done += static_cast<size_t>(n);
-  }
-  return Status::OK();
-}
-
-Status ReadFile(const std::string& path, std::string* out) {
-  int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return Errno("open " + path);
-  struct stat st;
-  if (fstat(fd, &st) != 0) {
-    close(fd);
-    return Errno("stat " + path);
-  }
-  out->resize(static_cast<size_t>(st.st_size));
-  size_t done = 0;
-  while (done < out->size()) {
-    ssize_t n = pread(fd, out->data() + done, out->size() - done, static_cast<off_t>(done));
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) {
-      close(fd);
-      return Errno("read " + path);
-    }
-    done += static_cast<size_t>(n);
-  }
-  close(fd);
-  return Status::OK();
-}
-
 // Writes a whole new file and syncs it.
-Status WriteNewFile(const std::string& path, const std::string& data) {
-  int fd = open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-  if (fd < 0) return Errno("create " + path);
-  Status s = WriteAll(fd, data, 0, path);
-  if (s.ok() && fdatasync(fd) != 0) s = Errno("sync " + path);
-  close(fd);
-  return s;
-}
-
-Status SyncDir(const std::string& dir) {
-  int fd = open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0) return Errno("open " + dir);
-  Status s = fsync(fd) == 0 ? Status::OK() : Errno("sync " + dir);
-  close(fd);
-  return s;
+Status WriteNewFile(Env* env, const std::string& path, const std::string& data) {
+  std::unique_ptr<File> file;
+  THINSIM_RETURN_IF_ERROR(env->OpenFile(path, OpenMode::kTruncate, &file));
+  THINSIM_RETURN_IF_ERROR(file->Write(0, data.data(), data.size()));
+  return file->Sync();
 }
 
 struct Superblock {
@@ -142,60 +89,50 @@ bool HeaderOk(const std::string& data, uint64_t magic, uint64_t gen) {
 
 }  // namespace
 
-Journal::~Journal() {
-  if (log_fd_ >= 0) close(log_fd_);
-  if (sb_fd_ >= 0) close(sb_fd_);
-}
-
-bool Journal::Exists(const std::string& dir) {
-  struct stat st;
-  return stat(SuperblockPath(dir).c_str(), &st) == 0;
-}
+bool Journal::Exists(const std::string& dir, Env* env) { return env->FileExists(SuperblockPath(dir)); }
 
 Status Journal::Create(const std::string& dir, const std::string& checkpoint,
-                       std::unique_ptr<Journal>* out) {
-  std::unique_ptr<Journal> j(new Journal(dir));
+                       std::unique_ptr<Journal>* out, Env* env) {
+  std::unique_ptr<Journal> j(new Journal(dir, env));
   j->generation_ = 1;
   std::string ckpt = FileHeader(kCkptMagic, 1) + checkpoint;
   AppendCommit(&ckpt, 0);
-  THINSIM_RETURN_IF_ERROR(WriteNewFile(CheckpointPath(dir, 1), ckpt));
-  THINSIM_RETURN_IF_ERROR(WriteNewFile(LogPath(dir, 1), FileHeader(kLogMagic, 1)));
-  THINSIM_RETURN_IF_ERROR(SyncDir(dir));
+  THINSIM_RETURN_IF_ERROR(WriteNewFile(env, CheckpointPath(dir, 1), ckpt));
+  THINSIM_RETURN_IF_ERROR(WriteNewFile(env, LogPath(dir, 1), FileHeader(kLogMagic, 1)));
+  THINSIM_RETURN_IF_ERROR(env->SyncDir(dir));
   j->log_length_ = kFileHeader;
   THINSIM_RETURN_IF_ERROR(j->OpenLog());
   THINSIM_RETURN_IF_ERROR(j->WriteSuperblock());
-  THINSIM_RETURN_IF_ERROR(SyncDir(dir));
+  THINSIM_RETURN_IF_ERROR(env->SyncDir(dir));
   *out = std::move(j);
   return Status::OK();
 }
 
 Status Journal::OpenLog() {
-  if (log_fd_ >= 0) close(log_fd_);
-  log_fd_ = open(LogPath(dir_, generation_).c_str(), O_RDWR | O_CLOEXEC);
-  if (log_fd_ < 0) return Errno("open " + LogPath(dir_, generation_));
+  log_.reset();
+  THINSIM_RETURN_IF_ERROR(env_->OpenFile(LogPath(dir_, generation_), OpenMode::kReadWrite, &log_));
   // Drop an interrupted commit's bytes so that new ones follow the last
   // complete transaction.
-  if (ftruncate(log_fd_, static_cast<off_t>(log_length_)) != 0) return Errno("truncate log");
-  if (sb_fd_ < 0) {
-    sb_fd_ = open(SuperblockPath(dir_).c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-    if (sb_fd_ < 0) return Errno("open " + SuperblockPath(dir_));
+  THINSIM_RETURN_IF_ERROR(log_->Truncate(log_length_));
+  if (sb_ == nullptr) {
+    THINSIM_RETURN_IF_ERROR(env_->OpenFile(SuperblockPath(dir_), OpenMode::kCreate, &sb_));
   }
   return Status::OK();
 }
 
 Status Journal::WriteSuperblock() {
   Superblock sb{generation_, log_length_, commit_seq_};
-  THINSIM_RETURN_IF_ERROR(WriteAll(sb_fd_, EncodeSuperblock(sb), 0, "superblock"));
-  if (fdatasync(sb_fd_) != 0) return Errno("sync superblock");
-  return Status::OK();
+  std::string data = EncodeSuperblock(sb);
+  THINSIM_RETURN_IF_ERROR(sb_->Write(0, data.data(), data.size()));
+  return sb_->Sync();
 }
 
-Status Journal::OpenForAppend(const std::string& dir, std::unique_ptr<Journal>* out) {
+Status Journal::OpenForAppend(const std::string& dir, std::unique_ptr<Journal>* out, Env* env) {
   std::string data;
-  THINSIM_RETURN_IF_ERROR(ReadFile(SuperblockPath(dir), &data));
+  THINSIM_RETURN_IF_ERROR(ReadWholeFile(env, SuperblockPath(dir), &data));
   Superblock sb;
   THINSIM_RETURN_IF_ERROR(DecodeSuperblock(data, &sb));
-  std::unique_ptr<Journal> j(new Journal(dir));
+  std::unique_ptr<Journal> j(new Journal(dir, env));
   j->generation_ = sb.generation;
   j->log_length_ = sb.log_length;
   j->commit_seq_ = sb.commit_seq;
@@ -207,8 +144,8 @@ Status Journal::OpenForAppend(const std::string& dir, std::unique_ptr<Journal>* 
 Status Journal::Commit(const std::string& records) {
   std::string txn = records;
   AppendCommit(&txn, commit_seq_ + 1);
-  THINSIM_RETURN_IF_ERROR(WriteAll(log_fd_, txn, static_cast<off_t>(log_length_), "log"));
-  if (fdatasync(log_fd_) != 0) return Errno("sync log");
+  THINSIM_RETURN_IF_ERROR(log_->Write(log_length_, txn.data(), txn.size()));
+  THINSIM_RETURN_IF_ERROR(log_->Sync());
   log_length_ += txn.size();
   ++commit_seq_;
   return WriteSuperblock();
@@ -219,15 +156,17 @@ Status Journal::Checkpoint(const std::string& checkpoint) {
   uint64_t gen = old_gen + 1;
   std::string ckpt = FileHeader(kCkptMagic, gen) + checkpoint;
   AppendCommit(&ckpt, commit_seq_);
-  THINSIM_RETURN_IF_ERROR(WriteNewFile(CheckpointPath(dir_, gen), ckpt));
-  THINSIM_RETURN_IF_ERROR(WriteNewFile(LogPath(dir_, gen), FileHeader(kLogMagic, gen)));
-  THINSIM_RETURN_IF_ERROR(SyncDir(dir_));
+  THINSIM_RETURN_IF_ERROR(WriteNewFile(env_, CheckpointPath(dir_, gen), ckpt));
+  THINSIM_RETURN_IF_ERROR(WriteNewFile(env_, LogPath(dir_, gen), FileHeader(kLogMagic, gen)));
+  THINSIM_RETURN_IF_ERROR(env_->SyncDir(dir_));
   generation_ = gen;
   log_length_ = kFileHeader;
   THINSIM_RETURN_IF_ERROR(OpenLog());
   THINSIM_RETURN_IF_ERROR(WriteSuperblock());
-  unlink(CheckpointPath(dir_, old_gen).c_str());
-  unlink(LogPath(dir_, old_gen).c_str());
+  // The old generation is garbage now; a file left behind by a failed
+  // removal is ignored and removed by the next Rewrite.
+  env_->RemoveFile(CheckpointPath(dir_, old_gen));
+  env_->RemoveFile(LogPath(dir_, old_gen));
   return Status::OK();
 }
 
@@ -287,12 +226,11 @@ void LoadLog(const std::string& data, uint64_t length, Image* image, LoadReport*
 
 // The generations of the metadata files in `dir` (metadata.ckpt.N and
 // metadata.log.N), in increasing order.
-std::set<uint64_t> FileGenerations(const std::string& dir) {
+std::set<uint64_t> FileGenerations(Env* env, const std::string& dir) {
   std::set<uint64_t> gens;
-  DIR* d = opendir(dir.c_str());
-  if (d == nullptr) return gens;
-  while (struct dirent* e = readdir(d)) {
-    std::string name = e->d_name;
+  std::vector<std::string> names;
+  if (!env->ListDir(dir, &names).ok()) return gens;
+  for (const std::string& name : names) {
     for (const char* prefix : {"metadata.ckpt.", "metadata.log."}) {
       std::string p = prefix;
       if (name.size() <= p.size() || name.compare(0, p.size(), p) != 0) continue;
@@ -301,15 +239,14 @@ std::set<uint64_t> FileGenerations(const std::string& dir) {
       gens.insert(std::stoull(digits));
     }
   }
-  closedir(d);
   return gens;
 }
 
 }  // namespace
 
-Status Journal::Load(const std::string& dir, Image* image, LoadReport* report) {
+Status Journal::Load(const std::string& dir, Image* image, LoadReport* report, Env* env) {
   std::string data;
-  THINSIM_RETURN_IF_ERROR(ReadFile(SuperblockPath(dir), &data));
+  THINSIM_RETURN_IF_ERROR(ReadWholeFile(env, SuperblockPath(dir), &data));
   Superblock sb;
   Status s = DecodeSuperblock(data, &sb);
   if (!s.ok()) {
@@ -319,7 +256,7 @@ Status Journal::Load(const std::string& dir, Image* image, LoadReport* report) {
   report->generation = sb.generation;
   report->commit_seq = sb.commit_seq;
   std::string ckpt;
-  s = ReadFile(CheckpointPath(dir, sb.generation), &ckpt);
+  s = ReadWholeFile(env, CheckpointPath(dir, sb.generation), &ckpt);
   if (!s.ok()) {
     report->fatal.push_back("checkpoint of generation " + std::to_string(sb.generation) + " is missing");
     return Status::Corruption(report->fatal.back());
@@ -331,7 +268,7 @@ Status Journal::Load(const std::string& dir, Image* image, LoadReport* report) {
   }
   LoadCheckpoint(ckpt, image, report);
   std::string log;
-  s = ReadFile(LogPath(dir, sb.generation), &log);
+  s = ReadWholeFile(env, LogPath(dir, sb.generation), &log);
   if (!s.ok()) {
     report->fatal.push_back("log of generation " + std::to_string(sb.generation) + " is missing");
     return Status::OK();
@@ -361,14 +298,14 @@ Status Journal::Load(const std::string& dir, Image* image, LoadReport* report) {
   return Status::OK();
 }
 
-Status Journal::Salvage(const std::string& dir, Image* image, LoadReport* report) {
-  std::set<uint64_t> gens = FileGenerations(dir);
+Status Journal::Salvage(const std::string& dir, Image* image, LoadReport* report, Env* env) {
+  std::set<uint64_t> gens = FileGenerations(env, dir);
   // Newest first: the first generation whose checkpoint loads cleanly wins;
   // failing that, the newest one with a readable header.
   uint64_t fallback = 0;
   for (auto it = gens.rbegin(); it != gens.rend(); ++it) {
     std::string ckpt;
-    if (!ReadFile(CheckpointPath(dir, *it), &ckpt).ok() || !HeaderOk(ckpt, kCkptMagic, *it)) continue;
+    if (!ReadWholeFile(env, CheckpointPath(dir, *it), &ckpt).ok() || !HeaderOk(ckpt, kCkptMagic, *it)) continue;
     Image trial;
     LoadReport trial_report;
     LoadCheckpoint(ckpt, &trial, &trial_report);
@@ -384,11 +321,11 @@ Status Journal::Salvage(const std::string& dir, Image* image, LoadReport* report
   report->warnings.push_back("salvaging generation " + std::to_string(gen) +
                              " without a superblock: every complete transaction of its log is replayed");
   std::string ckpt;
-  THINSIM_RETURN_IF_ERROR(ReadFile(CheckpointPath(dir, gen), &ckpt));
+  THINSIM_RETURN_IF_ERROR(ReadWholeFile(env, CheckpointPath(dir, gen), &ckpt));
   report->checkpoint_bytes = ckpt.size();
   LoadCheckpoint(ckpt, image, report);
   std::string log;
-  if (!ReadFile(LogPath(dir, gen), &log).ok()) {
+  if (!ReadWholeFile(env, LogPath(dir, gen), &log).ok()) {
     report->fatal.push_back("log of generation " + std::to_string(gen) + " is missing");
     return Status::OK();
   }
@@ -402,35 +339,35 @@ Status Journal::Salvage(const std::string& dir, Image* image, LoadReport* report
 }
 
 Status Journal::Rewrite(const std::string& dir, const std::string& checkpoint, uint64_t commit_seq,
-                        uint64_t* generation) {
-  std::set<uint64_t> old = FileGenerations(dir);
+                        uint64_t* generation, Env* env) {
+  std::set<uint64_t> old = FileGenerations(env, dir);
   uint64_t newest = old.empty() ? 0 : *old.rbegin();
   std::string sb_data;
   Superblock sb;
-  if (ReadFile(SuperblockPath(dir), &sb_data).ok() && DecodeSuperblock(sb_data, &sb).ok()) {
+  if (ReadWholeFile(env, SuperblockPath(dir), &sb_data).ok() && DecodeSuperblock(sb_data, &sb).ok()) {
     newest = std::max(newest, sb.generation);
   }
-  std::unique_ptr<Journal> j(new Journal(dir));
+  std::unique_ptr<Journal> j(new Journal(dir, env));
   j->generation_ = newest + 1;
   j->log_length_ = kFileHeader;
   j->commit_seq_ = commit_seq;
   std::string ckpt = FileHeader(kCkptMagic, j->generation_) + checkpoint;
   AppendCommit(&ckpt, commit_seq);
-  THINSIM_RETURN_IF_ERROR(WriteNewFile(CheckpointPath(dir, j->generation_), ckpt));
-  THINSIM_RETURN_IF_ERROR(WriteNewFile(LogPath(dir, j->generation_), FileHeader(kLogMagic, j->generation_)));
-  THINSIM_RETURN_IF_ERROR(SyncDir(dir));
+  THINSIM_RETURN_IF_ERROR(WriteNewFile(env, CheckpointPath(dir, j->generation_), ckpt));
+  THINSIM_RETURN_IF_ERROR(WriteNewFile(env, LogPath(dir, j->generation_), FileHeader(kLogMagic, j->generation_)));
+  THINSIM_RETURN_IF_ERROR(env->SyncDir(dir));
   // The switch: until the superblock names the new generation, the old
   // metadata stands.
   THINSIM_RETURN_IF_ERROR(j->OpenLog());
   THINSIM_RETURN_IF_ERROR(j->WriteSuperblock());
-  THINSIM_RETURN_IF_ERROR(SyncDir(dir));
+  THINSIM_RETURN_IF_ERROR(env->SyncDir(dir));
   for (uint64_t gen : old) {
     if (gen == j->generation_) continue;
-    unlink(CheckpointPath(dir, gen).c_str());
-    unlink(LogPath(dir, gen).c_str());
+    env->RemoveFile(CheckpointPath(dir, gen));  // absent or not: garbage either way
+    env->RemoveFile(LogPath(dir, gen));
   }
   if (generation != nullptr) *generation = j->generation_;
-  return SyncDir(dir);
+  return env->SyncDir(dir);
 }
 
 }  // namespace thinsim::metadata

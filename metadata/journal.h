@@ -13,6 +13,9 @@
 // generation's files, then switches the superblock to it. See
 // docs/format.md.
 //
+// All file I/O goes through the Env given (env/env.h); the default is the
+// real file system.
+//
 // Thread safety: not thread-safe; the pool serialises commits.
 #ifndef THINSIM_METADATA_JOURNAL_H_
 #define THINSIM_METADATA_JOURNAL_H_
@@ -22,8 +25,9 @@
 #include <string>
 #include <vector>
 
-#include "metadata/image.h"
 #include "base/status.h"
+#include "env/env.h"
+#include "metadata/image.h"
 
 namespace thinsim::metadata {
 
@@ -41,20 +45,22 @@ struct LoadReport {
 
 class Journal {
  public:
-  ~Journal();
+  ~Journal() = default;
   Journal(const Journal&) = delete;
   Journal& operator=(const Journal&) = delete;
 
   // True when DIR holds a superblock.
-  static bool Exists(const std::string& dir);
+  static bool Exists(const std::string& dir, Env* env = Env::Default());
   // Starts a new pool's metadata from `checkpoint` records.
   static Status Create(const std::string& dir, const std::string& checkpoint,
-                       std::unique_ptr<Journal>* out);
+                       std::unique_ptr<Journal>* out, Env* env = Env::Default());
   // Replays DIR's metadata into *image. Damage is listed in *report; the
   // status is an error only when nothing could be read at all.
-  static Status Load(const std::string& dir, Image* image, LoadReport* report);
+  static Status Load(const std::string& dir, Image* image, LoadReport* report,
+                     Env* env = Env::Default());
   // Opens the journal of a loaded pool for commits.
-  static Status OpenForAppend(const std::string& dir, std::unique_ptr<Journal>* out);
+  static Status OpenForAppend(const std::string& dir, std::unique_ptr<Journal>* out,
+                              Env* env = Env::Default());
 
   // For repair when the superblock cannot be read: replays the newest
   // generation whose checkpoint loads cleanly (else the newest with a good
@@ -62,7 +68,8 @@ class Journal {
   // first damaged record (so a complete transaction whose superblock update
   // a crash prevented is kept too). Damage goes to *report. NotFound when
   // DIR holds no readable checkpoint.
-  static Status Salvage(const std::string& dir, Image* image, LoadReport* report);
+  static Status Salvage(const std::string& dir, Image* image, LoadReport* report,
+                        Env* env = Env::Default());
 
   // Replaces DIR's metadata, whatever state it is in, with a new generation
   // holding `checkpoint` (records, no kCommit) closed by commit
@@ -72,7 +79,7 @@ class Journal {
   // by `thinsim restore` and `thinsim repair`. *generation, if given, is set
   // to the new generation.
   static Status Rewrite(const std::string& dir, const std::string& checkpoint, uint64_t commit_seq,
-                        uint64_t* generation = nullptr);
+                        uint64_t* generation = nullptr, Env* env = Env::Default());
 
   // Appends `records` as one transaction and makes it durable.
   Status Commit(const std::string& records);
@@ -83,16 +90,17 @@ class Journal {
   uint64_t commit_seq() const { return commit_seq_; }
 
  private:
-  explicit Journal(std::string dir) : dir_(std::move(dir)) {}
+  Journal(std::string dir, Env* env) : dir_(std::move(dir)), env_(env) {}
   Status WriteSuperblock();
   Status OpenLog();
 
   const std::string dir_;
+  Env* const env_;
   uint64_t generation_ = 0;
   uint64_t log_length_ = 0;
   uint64_t commit_seq_ = 0;
-  int log_fd_ = -1;
-  int sb_fd_ = -1;
+  std::unique_ptr<File> log_;
+  std::unique_ptr<File> sb_;
 };
 
 }  // namespace thinsim::metadata

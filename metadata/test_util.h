@@ -19,6 +19,7 @@
 #include <utility>
 
 #include "metadata/image.h"
+#include "metadata/records.h"
 
 namespace thinsim::metadata::test {
 
@@ -118,6 +119,30 @@ inline std::string Encoded(const Image& image) {
   image.Encode(&out);
   AppendCommit(&out, image.commit_seq);
   return out;
+}
+
+// The checkpoint records (no commit) of a small pool with one volume.
+inline std::string InitialCheckpoint() {
+  Image image = MakePool(256);
+  AddVolume(&image, 1, "vol");
+  std::string out;
+  image.Encode(&out);
+  return out;
+}
+
+// A transaction mapping vblock `entry` of vol (id 1) chunk 0 to `dblock`,
+// given the chunk's earlier entries 0..entry-1 mapped to 0..entry-1.
+inline std::string MapTransaction(uint32_t entry) {
+  ChunkRecord c{1, 0, 0, 0, 0, {}};
+  std::vector<std::pair<uint32_t, uint32_t>> counts;
+  for (uint32_t i = 0; i <= entry; ++i) {
+    c.mapped |= uint64_t{1} << i;
+    c.dblocks.push_back(i);
+  }
+  std::string records;
+  AppendChunk(&records, c);
+  AppendRefcounts(&records, {{entry, 1}});
+  return records;
 }
 
 }  // namespace thinsim::metadata::test

@@ -1,8 +1,6 @@
 #include "pool/data_store.h"
 
-#include <fcntl.h>
 #include <sys/mman.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
@@ -76,17 +74,20 @@ class MemoryStore final : public DataStore {
 
 class FileStore final : public DataStore {
  public:
-  FileStore(uint32_t block_size, int fd) : DataStore(block_size), fd_(fd) {}
-  ~FileStore() override { close(fd_); }
+  FileStore(uint32_t block_size, std::unique_ptr<File> file) : DataStore(block_size), file_(std::move(file)) {}
 
   Status Read(dblock_t b, uint32_t offset, void* buf, uint32_t len) override {
-    return FullIo(false, buf, len, Pos(b) + offset);
+    size_t got = 0;
+    THINSIM_RETURN_IF_ERROR(file_->Read(Pos(b) + offset, len, buf, &got));
+    // Past the end of a short file: zeroes.
+    std::memset(static_cast<uint8_t*>(buf) + got, 0, len - got);
+    return Status::OK();
   }
   Status Write(dblock_t b, uint32_t offset, const void* buf, uint32_t len) override {
-    return FullIo(true, const_cast<void*>(buf), len, Pos(b) + offset);
+    return file_->Write(Pos(b) + offset, buf, len);
   }
   Status Zero(dblock_t b, uint32_t offset, uint32_t len) override {
-    if (fallocate(fd_, FALLOC_FL_ZERO_RANGE, Pos(b) + offset, len) == 0) return Status::OK();
+    if (file_->ZeroRange(Pos(b) + offset, len).ok()) return Status::OK();
     std::vector<uint8_t> zeroes(len, 0);
     return Write(b, offset, zeroes.data(), len);
   }
@@ -96,45 +97,17 @@ class FileStore final : public DataStore {
     return Write(to, 0, buf.data(), block_size());
   }
   Status Discard(dblock_t first, uint64_t count) override {
-    if (fallocate(fd_, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, Pos(first),
-                  static_cast<off_t>(count * block_size())) == 0) {
-      return Status::OK();
-    }
+    if (file_->PunchHole(Pos(first), count * block_size()).ok()) return Status::OK();
     for (uint64_t i = 0; i < count; ++i) THINSIM_RETURN_IF_ERROR(Zero(static_cast<dblock_t>(first + i), 0, block_size()));
     return Status::OK();
   }
-  Status Grow(uint64_t nr_blocks) override {
-    if (ftruncate(fd_, static_cast<off_t>(nr_blocks * block_size())) != 0) {
-      return Status::IOError(ErrnoText("ftruncate data file"));
-    }
-    return Status::OK();
-  }
-  Status Flush() override {
-    if (fdatasync(fd_) != 0) return Status::IOError(ErrnoText("fdatasync data file"));
-    return Status::OK();
-  }
+  Status Grow(uint64_t nr_blocks) override { return file_->Truncate(nr_blocks * block_size()); }
+  Status Flush() override { return file_->Sync(); }
 
  private:
-  off_t Pos(dblock_t b) const { return static_cast<off_t>(b) * block_size(); }
+  uint64_t Pos(dblock_t b) const { return static_cast<uint64_t>(b) * block_size(); }
 
-  Status FullIo(bool write, void* buf, size_t len, off_t pos) {
-    auto* p = static_cast<uint8_t*>(buf);
-    while (len > 0) {
-      ssize_t n = write ? pwrite(fd_, p, len, pos) : pread(fd_, p, len, pos);
-      if (n < 0 && errno == EINTR) continue;
-      if (n < 0) return Status::IOError(ErrnoText(write ? "write data file" : "read data file"));
-      if (n == 0) {  // reading past the end of a short file: zeroes
-        std::memset(p, 0, len);
-        return Status::OK();
-      }
-      p += n;
-      pos += n;
-      len -= static_cast<size_t>(n);
-    }
-    return Status::OK();
-  }
-
-  const int fd_;
+  const std::unique_ptr<File> file_;
 };
 
 class NullStore final : public DataStore {
@@ -177,10 +150,10 @@ Status NewMemoryStore(uint32_t block_size, uint64_t nr_blocks, std::unique_ptr<D
 }
 
 Status OpenFileStore(const std::string& path, uint32_t block_size, uint64_t nr_blocks,
-                     std::unique_ptr<DataStore>* out) {
-  int fd = open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-  if (fd < 0) return Status::IOError(ErrnoText("open " + path));
-  auto store = std::make_unique<FileStore>(block_size, fd);
+                     std::unique_ptr<DataStore>* out, Env* env) {
+  std::unique_ptr<File> file;
+  THINSIM_RETURN_IF_ERROR(env->OpenFile(path, OpenMode::kCreate, &file));
+  auto store = std::make_unique<FileStore>(block_size, std::move(file));
   THINSIM_RETURN_IF_ERROR(store->Grow(nr_blocks));
   *out = std::move(store);
   return Status::OK();

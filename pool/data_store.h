@@ -20,6 +20,7 @@
 
 #include "base/status.h"
 #include "base/types.h"
+#include "env/env.h"
 
 namespace thinsim {
 
@@ -55,10 +56,10 @@ class DataStore {
 // Data kept in anonymous memory; discarded blocks give their memory back.
 Status NewMemoryStore(uint32_t block_size, uint64_t nr_blocks, std::unique_ptr<DataStore>* out);
 
-// Data kept in a sparse file at `path` (created if absent); discarded blocks
-// are punched out of the file.
+// Data kept in a sparse file at `path` (created if absent), opened and
+// accessed through `env`; discarded blocks are punched out of the file.
 Status OpenFileStore(const std::string& path, uint32_t block_size, uint64_t nr_blocks,
-                     std::unique_ptr<DataStore>* out);
+                     std::unique_ptr<DataStore>* out, Env* env = Env::Default());
 
 // No data at all: writes are dropped and reads return zeroes. For benchmarks
 // and simulations of pools larger than memory, where only the metadata is of

@@ -12,10 +12,6 @@
 // commit_mu_, and concurrent FLUSHes share one commit when they can.
 // Reopening replays the metadata and rebuilds every counter from the
 // mappings, so reference counts and reservations are exact.
-#include <fcntl.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
 #include <algorithm>
 #include <cassert>
 #include <cerrno>
@@ -29,6 +25,7 @@
 #include "metadata/pool_dir.h"
 #include "metadata/journal.h"
 #include "metadata/records.h"
+#include "env/env.h"
 #include "pool/data_store.h"
 #include "pool/pool.h"
 #include "base/sizes.h"
@@ -71,57 +68,38 @@ metadata::ChunkRecord ChunkRecordOf(uint64_t volume_id, size_t index, const Chun
 
 Status OpenDataFile(const PoolOptions& o, uint64_t nr_blocks, bool must_exist, std::unique_ptr<DataStore>* out) {
   std::string data = metadata::DataPath(o.dir);
-  struct stat st;
-  bool exists = stat(data.c_str(), &st) == 0;
+  uint64_t size = 0;
+  bool exists = o.env->FileSize(data, &size).ok();
   if (must_exist && !exists) {
     return Status::Corruption(data + " is missing: the metadata refers to data that is not there");
   }
-  if (!must_exist && exists && st.st_size > 0) {
+  if (!must_exist && exists && size > 0) {
     return Status::Corruption(data + " exists but " + o.dir +
                               "/metadata does not: not a thinsim pool, or its metadata was lost; "
                               "refusing to overwrite it (`thinsim check " + o.dir + "` tells, `thinsim repair " +
                               o.dir + "` rebuilds lost metadata from its checkpoint files)");
   }
-  return OpenFileStore(data, o.block_size, nr_blocks, out);
-}
-
-// Zeroes bytes [offset, offset + len) of `fd`: a hole if the file system
-// can punch one, else zeroes written.
-Status ZeroFileRange(int fd, uint64_t offset, uint64_t len) {
-  if (fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, static_cast<off_t>(offset),
-                static_cast<off_t>(len)) == 0 ||
-      fallocate(fd, FALLOC_FL_ZERO_RANGE, static_cast<off_t>(offset), static_cast<off_t>(len)) == 0) {
-    return Status::OK();
-  }
-  std::vector<char> zeroes(std::min<uint64_t>(len, 1 << 20), 0);
-  for (uint64_t done = 0; done < len;) {
-    ssize_t n = pwrite(fd, zeroes.data(), std::min<uint64_t>(zeroes.size(), len - done),
-                       static_cast<off_t>(offset + done));
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return Status::IOError("cannot zero free blocks of the data file: " + std::string(strerror(errno)));
-    done += static_cast<uint64_t>(n);
-  }
-  return Status::OK();
+  return OpenFileStore(data, o.block_size, nr_blocks, out, o.env);
 }
 
 // A fresh block must read as zeroes (the pool never zeroes one), but after
 // a crash a free block may hold bytes written by a transaction that never
 // committed, or freed by the last commit before it was discarded. So every
 // block the loaded mappings do not use is discarded before serving.
-Status DiscardUnusedBlocks(const std::string& path, const metadata::Image& image) {
-  int fd = open(path.c_str(), O_RDWR | O_CLOEXEC);
-  if (fd < 0) return Status::IOError("cannot open " + path + ": " + std::string(strerror(errno)));
+Status DiscardUnusedBlocks(Env* env, const std::string& path, const metadata::Image& image) {
+  std::unique_ptr<File> file;
+  THINSIM_RETURN_IF_ERROR(env->OpenFile(path, OpenMode::kReadWrite, &file));
   const uint64_t bs = image.block_size;
   uint64_t next = 0;  // first block not known to be in use
-  Status s;
   for (const auto& [b, count] : image.DerivedRefcounts()) {
     if (b >= image.nr_blocks) break;
-    if (b > next && s.ok()) s = ZeroFileRange(fd, next * bs, (b - next) * bs);
+    if (b > next) THINSIM_RETURN_IF_ERROR(ZeroFileRange(file.get(), next * bs, (b - next) * bs));
     next = uint64_t{b} + 1;
   }
-  if (next < image.nr_blocks && s.ok()) s = ZeroFileRange(fd, next * bs, (image.nr_blocks - next) * bs);
-  close(fd);
-  return s;
+  if (next < image.nr_blocks) {
+    THINSIM_RETURN_IF_ERROR(ZeroFileRange(file.get(), next * bs, (image.nr_blocks - next) * bs));
+  }
+  return Status::OK();
 }
 
 }  // namespace
@@ -131,7 +109,7 @@ Status DiscardUnusedBlocks(const std::string& path, const metadata::Image& image
 Status Pool::OpenDir(const PoolOptions& options, std::unique_ptr<metadata::PoolDirLock> dir_lock,
                      std::unique_ptr<Pool>* out) {
   PoolOptions o = options;
-  if (!metadata::Journal::Exists(o.dir)) {
+  if (!metadata::Journal::Exists(o.dir, o.env)) {
     uint64_t nr_blocks = o.size / o.block_size;
     std::unique_ptr<DataStore> store;
     THINSIM_RETURN_IF_ERROR(OpenDataFile(o, nr_blocks, false, &store));
@@ -142,12 +120,12 @@ Status Pool::OpenDir(const PoolOptions& options, std::unique_ptr<metadata::PoolD
     p.guarantors_.assign(nr_blocks, 0);
     std::string checkpoint;
     p.EncodeCheckpointLocked(&checkpoint);
-    return metadata::Journal::Create(o.dir, checkpoint, &p.journal_);
+    return metadata::Journal::Create(o.dir, checkpoint, &p.journal_, o.env);
   }
 
   metadata::Image image;
   metadata::LoadReport report;
-  Status loaded = metadata::Journal::Load(o.dir, &image, &report);
+  Status loaded = metadata::Journal::Load(o.dir, &image, &report, o.env);
   metadata::CheckResult check = metadata::CheckImage(image, report);
   if (!loaded.ok() || check.fatal()) {
     std::string first = !check.damage.empty() ? check.damage.front().what : loaded.message();
@@ -163,7 +141,7 @@ Status Pool::OpenDir(const PoolOptions& options, std::unique_ptr<metadata::PoolD
   uint64_t nr_blocks = image.nr_blocks;
   std::unique_ptr<DataStore> store;
   THINSIM_RETURN_IF_ERROR(OpenDataFile(o, nr_blocks, true, &store));
-  THINSIM_RETURN_IF_ERROR(DiscardUnusedBlocks(metadata::DataPath(o.dir), image));
+  THINSIM_RETURN_IF_ERROR(DiscardUnusedBlocks(o.env, metadata::DataPath(o.dir), image));
   out->reset(new Pool(o, std::move(store), std::move(dir_lock)));
   Pool& p = **out;
   p.space_map_ = std::make_unique<SpaceMap>(nr_blocks);
@@ -181,7 +159,7 @@ Status Pool::OpenDir(const PoolOptions& options, std::unique_ptr<metadata::PoolD
       p.mode_ = PoolMode::kReadOnly;
     }
   }
-  THINSIM_RETURN_IF_ERROR(metadata::Journal::OpenForAppend(o.dir, &p.journal_));
+  THINSIM_RETURN_IF_ERROR(metadata::Journal::OpenForAppend(o.dir, &p.journal_, o.env));
   // size= larger than the pool grows it.
   if (options.size / o.block_size > nr_blocks && p.read_only_reason_.empty()) {
     THINSIM_RETURN_IF_ERROR(p.Grow(options.size));

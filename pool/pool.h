@@ -57,6 +57,7 @@
 #include "base/mutex.h"
 #include "base/status.h"
 #include "base/types.h"
+#include "env/env.h"
 #include "metadata/pool_dir.h"
 #include "pool/request_observer.h"
 
@@ -89,6 +90,10 @@ struct PoolOptions {
   // Wraps the data store the pool opened, to observe or delay its calls
   // (tests) or to inject faults.
   std::function<std::unique_ptr<DataStore>(std::unique_ptr<DataStore>)> wrap_store;
+  // Where a persistent pool's files (metadata and data) are read and
+  // written: the real file system, or a FaultEnv (env/fault_env.h) that
+  // injects faults or simulates power cuts. Must outlive the pool.
+  Env* env = Env::Default();
 };
 
 struct PoolInfo {
