@@ -156,7 +156,7 @@ Status Pool::OpenDir(const PoolOptions& options, std::unique_ptr<metadata::PoolD
       p.read_only_reason_ = "pool metadata needs repair (" + check.damage.front().what +
                             "); run `thinsim repair " + o.dir + "`";
       p.changes_refused_ = true;
-      p.mode_ = PoolMode::kReadOnly;
+      p.space_policy_.SetMode(PoolMode::kReadOnly, 0, 0);  // no event: nobody subscribed yet
     }
   }
   THINSIM_RETURN_IF_ERROR(metadata::Journal::OpenForAppend(o.dir, &p.journal_, o.env));
@@ -168,9 +168,7 @@ Status Pool::OpenDir(const PoolOptions& options, std::unique_ptr<metadata::PoolD
 }
 
 Status Pool::LoadImageLocked(const metadata::Image& image) {
-  mode_ = image.mode <= static_cast<uint8_t>(PoolMode::kFail) ? static_cast<PoolMode>(image.mode)
-                                                               : PoolMode::kWrite;
-  if (mode_ == PoolMode::kOutOfDataSpace) mode_ = PoolMode::kWrite;  // re-derived on the next allocation
+  space_policy_.Restore(image.mode);
   std::unordered_map<const metadata::ChunkImage*, Chunk*> chunks;
   for (const auto& [id, vi] : image.volumes) {
     auto v = std::make_shared<Volume>();
@@ -290,7 +288,7 @@ void Pool::NoteDeleteLocked(uint64_t id) {
 }
 
 void Pool::EncodeCheckpointLocked(std::string* out) const {
-  metadata::AppendPool(out, block_size_, space_map_->nr_blocks(), static_cast<uint8_t>(mode_));
+  metadata::AppendPool(out, block_size_, space_map_->nr_blocks(), static_cast<uint8_t>(space_policy_.mode()));
   std::unordered_map<const Chunk*, uint64_t> ids;
   std::vector<std::pair<uint32_t, uint32_t>> counts;
   for (const auto& [id, v] : volumes_) {
@@ -324,7 +322,7 @@ uint64_t Pool::CaptureTxnLocked(std::string* records) {
   std::vector<dblock_t> changed = space_map_->TakeChanged();
   if (txn_records_.empty() && changed.empty() && !dirty_pool_) return number;
   if (dirty_pool_) {
-    metadata::AppendPool(records, block_size_, space_map_->nr_blocks(), static_cast<uint8_t>(mode_));
+    metadata::AppendPool(records, block_size_, space_map_->nr_blocks(), static_cast<uint8_t>(space_policy_.mode()));
   }
   *records += txn_records_;
   std::vector<std::pair<uint32_t, uint32_t>> counts;
@@ -371,7 +369,7 @@ Status Pool::SyncAndLog(const std::string& records) {
 }
 
 Status Pool::RefuseIfFailedLocked() const {
-  if (mode_ == PoolMode::kFail) return Status::IOError("pool failed: " + read_only_reason_);
+  if (space_policy_.failed()) return Status::IOError("pool failed: " + read_only_reason_);
   return Status::OK();
 }
 

@@ -90,7 +90,8 @@ Pool::Pool(const PoolOptions& options, std::unique_ptr<DataStore> store,
            std::unique_ptr<metadata::PoolDirLock> dir_lock)
     : block_size_(options.block_size), options_(options),
       store_(options.wrap_store ? options.wrap_store(std::move(store)) : std::move(store)),
-      dir_lock_(std::move(dir_lock)) {}
+      dir_lock_(std::move(dir_lock)),
+      space_policy_(options.when_full, options.low_water_percent) {}
 
 Pool::~Pool() {
   StopCommitter();
@@ -134,7 +135,7 @@ PoolInfo Pool::QueryPool() const {
   info.free_blocks = FreeLocked();
   info.used_blocks = info.total_blocks - info.free_blocks;
   info.reserved_blocks = static_cast<uint64_t>(reserved_);
-  info.mode = mode_;
+  info.mode = space_policy_.mode();
   info.when_full = options_.when_full;
   info.low_water_percent = options_.low_water_percent;
   info.nr_volumes = volumes_.size();
@@ -566,10 +567,9 @@ void Pool::DropBlockRefLocked(uint64_t family, vblock_t vb, dblock_t b) {
 }
 
 void Pool::LeaveOutOfSpaceIfRoomLocked() {
-  if (mode_ == PoolMode::kOutOfDataSpace && static_cast<int64_t>(FreeLocked()) > reserved_) {
-    SetModeLocked(PoolMode::kWrite);
-    queue_timed_out_ = false;  // queue again from now on
-  }
+  std::optional<PoolEvent> e = space_policy_.LeaveOutOfSpaceIfRoom(FreeLocked(), reserved_, space_map_->nr_blocks());
+  if (e) dirty_pool_ = true;
+  PublishLocked(e);
 }
 
 void Pool::SetEventHandler(std::function<void(const PoolEvent&)> handler) {
@@ -578,38 +578,17 @@ void Pool::SetEventHandler(std::function<void(const PoolEvent&)> handler) {
 }
 
 void Pool::SetModeLocked(PoolMode mode) {
-  // Fail mode is final: a write already past its check must not bring the
-  // pool back to life after a failed commit.
-  if (mode == mode_ || mode_ == PoolMode::kFail) return;
-  mode_ = mode;
-  dirty_pool_ = true;
-  if (!event_handler_) return;
-  PoolEvent e;
-  e.name = "POOL_MODE";
-  e.mode = mode;
-  e.free_blocks = FreeLocked();
-  e.total_blocks = space_map_->nr_blocks();
-  event_handler_(e);
+  std::optional<PoolEvent> e = space_policy_.SetMode(mode, FreeLocked(), space_map_->nr_blocks());
+  if (e) dirty_pool_ = true;  // the mode is stored with the pool
+  PublishLocked(e);
 }
 
 void Pool::CheckLowWaterLocked() {
-  uint64_t total = space_map_->nr_blocks();
-  uint64_t threshold = total * options_.low_water_percent / 100;
-  uint64_t free = FreeLocked();
-  if (free >= threshold) {
-    low_water_armed_ = true;
-    return;
-  }
-  if (!low_water_armed_) return;
-  low_water_armed_ = false;
-  if (!event_handler_) return;
-  PoolEvent e;
-  e.name = "LOW_WATER";
-  e.mode = mode_;
-  e.free_blocks = free;
-  e.total_blocks = total;
-  e.threshold_blocks = threshold;
-  event_handler_(e);
+  PublishLocked(space_policy_.CheckLowWater(FreeLocked(), space_map_->nr_blocks()));
+}
+
+void Pool::PublishLocked(const std::optional<PoolEvent>& event) {
+  if (event && event_handler_) event_handler_(*event);
 }
 
 }  // namespace thinsim

@@ -60,6 +60,7 @@
 #include "env/env.h"
 #include "metadata/pool_dir.h"
 #include "pool/request_observer.h"
+#include "pool/space_policy.h"
 
 namespace thinsim {
 
@@ -127,14 +128,6 @@ struct VolumeInfo {
 };
 
 // Something the pool reports as it happens (SPEC section 6).
-struct PoolEvent {
-  std::string name;  // "LOW_WATER" or "POOL_MODE"
-  PoolMode mode = PoolMode::kWrite;
-  uint64_t free_blocks = 0;
-  uint64_t total_blocks = 0;
-  uint64_t threshold_blocks = 0;  // LOW_WATER: free space fell below this
-};
-
 struct SnapshotRequest {
   std::string origin;
   std::string name;
@@ -447,6 +440,8 @@ class Pool {
   // Back to `write` once some free space is unreserved again.
   void LeaveOutOfSpaceIfRoomLocked();
   void SetModeLocked(PoolMode mode);
+  // Hands a policy decision's event to the event handler.
+  void PublishLocked(const std::optional<PoolEvent>& event);
 
   const uint32_t block_size_;
   const PoolOptions options_;
@@ -457,14 +452,12 @@ class Pool {
   std::condition_variable_any space_freed_;  // with meta_mu_
   // State below is protected by meta_mu_.
   std::unique_ptr<SpaceMap> space_map_;
-  PoolMode mode_ = PoolMode::kWrite;
+  // Pool mode, low water and when-full queueing (space_policy.h).
+  SpacePolicy space_policy_;
   // Guaranteeing owners per dblock, g(b) of SPEC section 5.
   std::vector<uint32_t> guarantors_;
   // Sum of need(b) over blocks plus the unmapped guaranteed vblocks.
   int64_t reserved_ = 0;
-  bool low_water_armed_ = true;
-  // A queued write timed out: fail writes at once until there is room.
-  bool queue_timed_out_ = false;
   std::function<void(const PoolEvent&)> event_handler_;
   // The current metadata transaction (persistent pools): records of
   // volume changes in order, chunks changed since, pool attributes changed.

@@ -156,7 +156,7 @@ Status Pool::AllocateBlocks(std::unique_lock<std::shared_mutex>& lock, const Vol
     // After one queued write timed out, the pool errors instead of queueing
     // until space appears (dm-thin: no_space_timeout switches the pool to
     // error mode), so a stream of writes does not wait one timeout each.
-    bool can_wait = options_.when_full == WhenFull::kQueue && !queue_timed_out_;
+    bool can_wait = space_policy_.MayQueue();
     if (can_wait && options_.abandon_queued_write && options_.abandon_queued_write()) {
       return Status::IOError("write abandoned while waiting for space: its client disconnected or "
                              "the server is shutting down");
@@ -171,7 +171,7 @@ Status Pool::AllocateBlocks(std::unique_lock<std::shared_mutex>& lock, const Vol
     }
     if (fits()) continue;
     if (can_wait) {
-      queue_timed_out_ = true;
+      space_policy_.NoteQueueTimedOut();
       space_freed_.notify_all();  // the other queued writes fail now too
     }
     uint64_t free = FreeLocked();
