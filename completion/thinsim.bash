@@ -44,7 +44,7 @@ _thinsim()
     ((continuing)) && prev="${args[-2]:-}"
 
     local commands="status ls events create delete resize set activate deactivate
-        provision snapshot grow commit fs-test check dump restore repair delta"
+        provision snapshot grow commit fault power-cut fs-test check dump restore repair delta"
     local globals="--socket --pool --json --timeout --help"
     local strategies="none provision volume full"
 
@@ -54,7 +54,7 @@ _thinsim()
     for ((i = 0; i < n; i++)); do
         case "${args[i]}" in
             --socket|--pool) conn=("${args[i]}" "${args[i+1]:-}"); ((i++)) ;;
-            --timeout|--reserve) ((i++)) ;;
+            --timeout|--reserve|--layer|--op|--errno|--offset|--length|--probability|--count) ((i++)) ;;
             -*) ;;
             *) if [[ -z "$command" ]]; then command="${args[i]}"; else ((nargs++)); fi ;;
         esac
@@ -73,6 +73,10 @@ _thinsim()
         --pool) COMPREPLY=($(compgen -d -- "$cur")); return ;;
         --timeout) return ;;
         --reserve) COMPREPLY=($(compgen -W "$strategies" -- "$cur")); return ;;
+        --layer) COMPREPLY=($(compgen -W "data metadata" -- "$cur")); return ;;
+        --op) COMPREPLY=($(compgen -W "read write flush discard sync any" -- "$cur")); return ;;
+        --errno) COMPREPLY=($(compgen -W "EIO ENOSPC EDQUOT EROFS EOPNOTSUPP EPERM ENOMEM" -- "$cur")); return ;;
+        --offset|--length|--probability|--count) return ;;
     esac
 
     if [[ -z "$command" ]]; then
@@ -107,6 +111,7 @@ _thinsim()
             create) opts+=" --reserve" ;;
             snapshot) opts+=" --read-only" ;;
             restore) opts+=" --force" ;;
+            fault) opts+=" --layer --op --errno --offset --length --probability --count" ;;
         esac
         COMPREPLY=($(compgen -W "$opts" -- "$cur"))
         return
@@ -125,6 +130,8 @@ _thinsim()
             if ((nargs == 0)) || [[ "$prev" == *:* ]]; then
                 COMPREPLY=($(compgen -W "$(_thinsim_volumes "${conn[@]}")" -- "$cur"))
             fi ;;
+        fault)
+            ((nargs == 0)) && COMPREPLY=($(compgen -W "add remove ls" -- "$cur")) ;;
         check|dump|repair|delta)
             ((nargs == 0)) && COMPREPLY=($(compgen -d -- "$cur")) ;;
         restore)

@@ -13,6 +13,7 @@ constexpr void (*kDomains[])(CommandTable*) = {
     RegisterPoolCommands,
     RegisterVolumeCommands,
     RegisterEventCommands,
+    RegisterFaultCommands,
 };
 
 }  // namespace

@@ -25,6 +25,7 @@
 #include <nlohmann/json.hpp>
 
 #include "base/status.h"
+#include "env/fault_env.h"
 #include "pool/pool.h"
 
 namespace thinsim {
@@ -35,6 +36,9 @@ struct CommandCall {
   const nlohmann::json& args;  // the request's "arguments", always an object
   nlohmann::json* result;      // the reply's "return" value, set on success
   bool* subscribe;             // set to true to send the client events
+  // The FaultEnv under a pool=DIR pool's files; null for an in-memory pool,
+  // whose data layer has no files (SPEC section 15).
+  FaultEnv* faults = nullptr;
 };
 
 using CommandHandler = Status (*)(const CommandCall& call);
@@ -73,6 +77,7 @@ class CommandTable {
 void RegisterPoolCommands(CommandTable* table);    // commands_pool.cc
 void RegisterVolumeCommands(CommandTable* table);  // commands_volume.cc
 void RegisterEventCommands(CommandTable* table);   // commands_events.cc
+void RegisterFaultCommands(CommandTable* table);   // commands_fault.cc
 
 }  // namespace thinsim
 

@@ -30,7 +30,9 @@ const char kConfigHelp[] =
     "                         commands).\n"
     "extents=allocation|space What block status reports for mapped blocks:\n"
     "                         data (allocation, default), or a hole where a\n"
-    "                         write could still fail for lack of space (space).";
+    "                         write could still fail for lack of space (space).\n"
+    "volatile-cache=on|off    Keep unflushed writes droppable by the power-cut\n"
+    "                         control command (default off).";
 
 namespace {
 
@@ -129,6 +131,14 @@ Status PluginConfig::Set(std::string_view key, std::string_view value) {
       extents = ExtentsMode::kSpace;
     } else {
       return Status::Invalid("extents: expected allocation or space, got '" + std::string(value) + "'");
+    }
+  } else if (key == "volatile-cache") {
+    if (value == "on") {
+      volatile_cache = true;
+    } else if (value == "off") {
+      volatile_cache = false;
+    } else {
+      return Status::Invalid("volatile-cache: expected on or off, got '" + std::string(value) + "'");
     }
   } else {
     return Status::Invalid("unknown parameter '" + std::string(key) +

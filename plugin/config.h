@@ -28,6 +28,9 @@ struct PluginConfig {
   std::string control_path;  // empty: the default (see DefaultControlPath)
   uint32_t commit_interval_seconds = 1;
   ExtentsMode extents = ExtentsMode::kAllocation;
+  // volatile-cache=on: a pool=DIR pool keeps unflushed writes droppable by
+  // power-cut (SPEC section 15).
+  bool volatile_cache = false;
 
   // Applies one key=value. The error message names the key.
   Status Set(std::string_view key, std::string_view value);

@@ -20,6 +20,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "env/fault_env.h"
 #include "plugin/control_request.h"
 #include "pool/pool.h"
 
@@ -27,7 +28,9 @@ namespace thinsim {
 
 class ControlCommands {
  public:
-  explicit ControlCommands(Pool* pool) : pool_(pool) {}
+  // `faults`: the FaultEnv under the pool's files, or null (an in-memory
+  // pool); the fault-* and power-cut commands act on it.
+  explicit ControlCommands(Pool* pool, FaultEnv* faults = nullptr) : pool_(pool), faults_(faults) {}
 
   struct Reply {
     std::string line;        // the JSON reply, without a newline
@@ -51,6 +54,7 @@ class ControlCommands {
   Status Run(const ControlRequest& request, nlohmann::json* result, bool* subscribe);
 
   Pool* const pool_;
+  FaultEnv* const faults_;
 };
 
 }  // namespace thinsim

@@ -49,9 +49,10 @@ class ControlServer {
  public:
   static constexpr size_t kDefaultMaxQueuedEvents = 1024;
 
-  // REQUIRES: max_queued_events >= 1.
-  explicit ControlServer(Pool* pool, size_t max_queued_events = kDefaultMaxQueuedEvents)
-      : commands_(pool), max_queued_events_(max_queued_events) {}
+  // REQUIRES: max_queued_events >= 1. `faults`: see ControlCommands.
+  explicit ControlServer(Pool* pool, size_t max_queued_events = kDefaultMaxQueuedEvents,
+                         FaultEnv* faults = nullptr)
+      : commands_(pool, faults), max_queued_events_(max_queued_events) {}
   ~ControlServer();
   ControlServer(const ControlServer&) = delete;
   ControlServer& operator=(const ControlServer&) = delete;

@@ -14,6 +14,7 @@
 #define NBDKIT_API_VERSION 2
 #include <nbdkit-plugin.h>
 
+#include "env/fault_env.h"
 #include "plugin/config.h"
 #include "plugin/control_server.h"
 #include "pool/pool.h"
@@ -28,6 +29,9 @@ thinsim::PluginConfig config;
 // static destructors also run in the parent that nbdkit leaves behind when
 // it daemonises, and must not tear down what the child serves.
 thinsim::Pool* pool = nullptr;
+// Under a pool=DIR pool's files, for the fault-* and power-cut commands
+// (SPEC section 15); null for an in-memory pool. Outlives the pool.
+thinsim::FaultEnv* fault_env = nullptr;
 // The control socket: bound in .get_ready, served from .after_fork.
 thinsim::ControlServer* control = nullptr;
 // Whether the control path is ours to rename after nbdkit forks.
@@ -101,6 +105,13 @@ int thinsim_get_ready() {
     // nbdkit_nanosleep fails when the server is shutting down or the client
     // has gone: a queued write then gives up instead of holding shutdown.
     config.pool.abandon_queued_write = [] { return nbdkit_nanosleep(0, 1) == -1; };
+    if (!config.pool.dir.empty()) {
+      // With no rules and no volatile cache a FaultEnv only passes calls on.
+      thinsim::FaultEnv::Options fo;
+      fo.volatile_cache = config.volatile_cache;
+      fault_env = new thinsim::FaultEnv(thinsim::Env::Default(), std::move(fo));
+      config.pool.env = fault_env;
+    }
     Status s = thinsim::Pool::Open(config.pool, &opened);
     if (!s.ok()) return Fail(s);
     pool = opened.release();
@@ -117,7 +128,7 @@ int thinsim_get_ready() {
     control_path_is_default = config.control_path.empty();
     std::string path = control_path_is_default ? thinsim::DefaultControlPath(config, getpid())
                                                : config.control_path;
-    control = new thinsim::ControlServer(pool);
+    control = new thinsim::ControlServer(pool, thinsim::ControlServer::kDefaultMaxQueuedEvents, fault_env);
     s = control->Listen(path);
     if (!s.ok()) return Fail(s);
     pool->SetEventHandler(PublishEvent);
@@ -158,6 +169,8 @@ void thinsim_unload() {
   control = nullptr;
   delete pool;
   pool = nullptr;
+  delete fault_env;
+  fault_env = nullptr;
 }
 
 // ---- Exports and connections ------------------------------------------------

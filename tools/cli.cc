@@ -4,6 +4,7 @@
 #include <cstdlib>
 #include <exception>
 #include <ostream>
+#include <stdexcept>
 
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
@@ -32,6 +33,13 @@ struct Arguments {
   bool read_only = false;
   std::vector<std::string> offline_args;
   bool force = false;
+  // fault add (strings: checked here or by the server, as other sizes are).
+  std::string fault_layer;
+  std::string fault_op;
+  std::string fault_errno;
+  std::string probability;
+  std::string count;
+  std::uint64_t fault_id = 0;
 };
 
 void AddGlobalOptions(CLI::App& app, Arguments& a) {
@@ -106,6 +114,27 @@ void AddPoolCommands(CLI::App& app, Arguments& a) {
       ->prefix_command();
 }
 
+// fault add|remove|ls and power-cut (SPEC section 15).
+void AddFaultCommands(CLI::App& app, Arguments& a) {
+  CLI::App* fault = AddCommand(app, "fault", "Inject I/O faults into a pool=DIR pool's files");
+  fault->require_subcommand(1);
+  CLI::App* add = fault->add_subcommand("add", "Add a fault rule (fault-add)");
+  add->add_option("--layer", a.fault_layer, "data or metadata")->required();
+  add->add_option("--op", a.fault_op, "read, write, flush, discard, sync or any")->required();
+  add->add_option("--errno", a.fault_errno, "EIO, ENOSPC, EDQUOT, EROFS, EOPNOTSUPP, ...")
+      ->required();
+  add->add_option("--offset", a.offset, "Start of the byte range in the layer's file, e.g. 1M");
+  add->add_option("--length", a.length, "Length of the byte range, e.g. 64K (absent: all bytes)");
+  add->add_option("--probability", a.probability, "Chance that a matching operation fails (0..1)");
+  add->add_option("--count", a.count, "Remove the rule after this many failures");
+  fault->add_subcommand("remove", "Remove a fault rule (fault-remove)")
+      ->add_option("ID", a.fault_id, "Fault id (from fault add or fault ls)")
+      ->required();
+  fault->add_subcommand("ls", "List fault rules (query-faults)");
+  AddCommand(app, "power-cut",
+             "Drop every write not yet flushed (volatile-cache=on); restart the server after");
+}
+
 // Offline commands: DIR may come from --pool instead.
 void AddOfflineCommands(CLI::App& app, Arguments& a) {
   AddCommand(app, "check", "Check a stopped pool's metadata (exit 0 clean, 1 damaged)")
@@ -137,6 +166,29 @@ Request BuildCreateRequest(const Arguments& a) {
   json arguments = {{"name", a.name}, {"size", a.size}};
   if (!a.reserve.empty()) arguments["reserve"] = a.reserve;
   return MakeRequest("volume-create", std::move(arguments));
+}
+
+bool BuildFaultAddRequest(const Arguments& a, Request* request, std::string* error) {
+  json arguments = {{"layer", a.fault_layer}, {"op", a.fault_op}, {"errno", a.fault_errno}};
+  if (!a.offset.empty()) arguments["offset"] = a.offset;
+  if (!a.length.empty()) arguments["length"] = a.length;
+  try {
+    std::size_t used = 0;
+    if (!a.probability.empty()) {
+      arguments["probability"] = std::stod(a.probability, &used);
+      if (used != a.probability.size()) throw std::invalid_argument(a.probability);
+    }
+    if (!a.count.empty()) {
+      if (a.count[0] == '-') throw std::invalid_argument(a.count);
+      arguments["count"] = static_cast<std::uint64_t>(std::stoull(a.count, &used));
+      if (used != a.count.size()) throw std::invalid_argument(a.count);
+    }
+  } catch (const std::exception&) {
+    *error = "--probability needs a number from 0 to 1 and --count a non-negative integer";
+    return false;
+  }
+  *request = MakeRequest("fault-add", std::move(arguments));
+  return true;
 }
 
 // The control request for subcommand `command`; false with *error set when
@@ -171,6 +223,14 @@ bool BuildRequest(const std::string& command, const Arguments& a, Request* reque
     *request = MakeRequest("commit");
   } else if (command == "events") {
     *request = MakeRequest("events-subscribe");
+  } else if (command == "fault add") {
+    return BuildFaultAddRequest(a, request, error);
+  } else if (command == "fault remove") {
+    *request = MakeRequest("fault-remove", {{"id", a.fault_id}});
+  } else if (command == "fault ls") {
+    *request = MakeRequest("query-faults");
+  } else if (command == "power-cut") {
+    *request = MakeRequest("power-cut");
   } else {
     *error = "unknown command '" + command + "'";
     return false;
@@ -199,6 +259,7 @@ int Fail(std::ostream& err, const std::string& message) {
 std::string HumanReply(const Request& request, const json& result) {
   if (request.execute == "query-pool") return FormatStatus(result);
   if (request.execute == "query-volumes") return FormatVolumeTable(result);
+  if (request.execute == "query-faults") return FormatFaultTable(result);
   return FormatConfirmation(request, result) + "\n";
 }
 
@@ -336,6 +397,7 @@ ParseResult ParseCommandLine(const std::vector<std::string>& args, const Environ
   AddVolumeCommands(app, a);
   AddPoolCommands(app, a);
   AddOfflineCommands(app, a);
+  AddFaultCommands(app, a);
 
   std::vector<const char*> argv = {"thinsim"};
   for (const std::string& arg : args) argv.push_back(arg.c_str());
@@ -350,7 +412,10 @@ ParseResult ParseCommandLine(const std::vector<std::string>& args, const Environ
   invocation.json = a.json;
   invocation.timeout = std::chrono::milliseconds(static_cast<std::int64_t>(a.timeout_seconds * 1000));
   std::string error;
-  const std::string command = app.get_subcommands().front()->get_name();
+  const CLI::App* sub = app.get_subcommands().front();
+  std::string command = sub->get_name();
+  // Two-word commands (fault add|remove|ls) go by both words.
+  if (!sub->get_subcommands().empty()) command += " " + sub->get_subcommands().front()->get_name();
   if (IsOfflineCommand(command)) {
     offline::OfflineCommand offline;
     if (!a.socket.empty()) {

@@ -354,6 +354,13 @@ TEST(ParseTest, EveryCommandBuildsItsRequest) {
       {{"grow", "4G"}, R"({"execute":"pool-grow","arguments":{"size":"4G"},"id":1})"},
       {{"commit"}, R"({"execute":"commit","id":1})"},
       {{"events"}, R"({"execute":"events-subscribe","id":1})"},
+      {{"fault", "add", "--layer", "data", "--op", "write", "--errno", "EIO", "--offset", "1M",
+        "--length", "64K", "--probability", "0.5", "--count", "2"},
+       R"({"execute":"fault-add","arguments":{"layer":"data","op":"write","errno":"EIO",)"
+       R"("offset":"1M","length":"64K","probability":0.5,"count":2},"id":1})"},
+      {{"fault", "remove", "3"}, R"({"execute":"fault-remove","arguments":{"id":3},"id":1})"},
+      {{"fault", "ls"}, R"({"execute":"query-faults","id":1})"},
+      {{"power-cut"}, R"({"execute":"power-cut","id":1})"},
   };
   for (const Case& c : cases) {
     std::vector<std::string> line = {"--socket", "/s"};

@@ -198,6 +198,25 @@ std::string FormatVolumeTable(const json& volumes) {
   return RenderTable(rows, right);
 }
 
+std::string FormatFaultTable(const json& faults) {
+  std::vector<std::vector<std::string>> rows = {
+      {"ID", "LAYER", "OP", "ERRNO", "OFFSET", "LENGTH", "PROB", "COUNT", "FIRED"}};
+  const std::vector<bool> right = {true, false, false, false, true, true, true, true, true};
+  for (const json& f : faults) {
+    const std::uint64_t length = f.at("length").get<std::uint64_t>();
+    const std::uint64_t count = f.at("count").get<std::uint64_t>();
+    char probability[32];
+    std::snprintf(probability, sizeof(probability), "%g", f.at("probability").get<double>());
+    rows.push_back({std::to_string(f.at("id").get<std::uint64_t>()), f.at("layer").get<std::string>(),
+                    f.at("op").get<std::string>(), f.at("errno").get<std::string>(),
+                    length == 0 ? "-" : HumanSize(f.at("offset").get<std::uint64_t>()),
+                    length == 0 ? "all" : HumanSize(length), probability,
+                    count == 0 ? "-" : std::to_string(count),
+                    std::to_string(f.at("fired").get<std::uint64_t>())});
+  }
+  return RenderTable(rows, right);
+}
+
 std::string FormatTimestamp(const json& timestamp) {
   const time_t seconds = static_cast<time_t>(timestamp.at("seconds").get<std::int64_t>());
   const auto micros = timestamp.value("microseconds", std::int64_t{0});
@@ -238,6 +257,9 @@ std::string FormatConfirmation(const Request& request, const json& result) {
   }
   if (command == "pool-grow") return GrowConfirmation(request, result);
   if (command == "commit") return "committed";
+  if (command == "fault-add") return "added fault " + std::to_string(result.at("id").get<std::uint64_t>());
+  if (command == "fault-remove") return "removed fault " + ArgText(request, "id");
+  if (command == "power-cut") return "power cut: unflushed writes dropped; restart the server";
   return command + ": ok";
 }
 

@@ -31,6 +31,11 @@ std::string FormatStatus(const nlohmann::json& pool);
 // The aligned table printed by `thinsim ls` for an array of volume objects.
 std::string FormatVolumeTable(const nlohmann::json& volumes);
 
+// The aligned table printed by `thinsim fault ls` for an array of fault
+// rules (query-faults): id, layer, op, errno, range, probability, count,
+// fired.
+std::string FormatFaultTable(const nlohmann::json& faults);
+
 // An event's timestamp {"seconds", "microseconds"} as UTC ISO 8601 with
 // microseconds: "2024-05-01T12:00:00.000123Z".
 std::string FormatTimestamp(const nlohmann::json& timestamp);
