@@ -362,6 +362,14 @@ void Pool::FinishCommitLocked(const Status& s, uint64_t number) {
   discards_pending_.store(true, std::memory_order_release);
 }
 
+void Pool::Fail(const std::string& reason) {
+  std::unique_lock lock(meta_mu_);
+  read_only_reason_ = reason;
+  SetModeLocked(PoolMode::kFail);
+  changes_refused_ = true;
+  space_freed_.notify_all();  // allocations waiting for space fail now
+}
+
 Status Pool::SyncAndLog(const std::string& records) {
   Status s = store_->Flush();
   if (s.ok() && !records.empty()) s = journal_->Commit(records);

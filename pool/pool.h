@@ -243,6 +243,11 @@ class Pool {
   Status Flush();
   // Commits metadata changes (no-op for an in-memory pool).
   Status Commit();
+  // Puts the pool in fail mode, as a failed commit does: every request and
+  // change is refused with an IO error until the pool is reopened. For a
+  // pool whose in-core state is ahead of files that can no longer be
+  // trusted (after a simulated power cut).
+  void Fail(const std::string& reason);
   // Commits every `seconds` from a background thread while changes are
   // pending (SPEC commit-interval). Stop before destruction.
   void StartCommitter(uint32_t seconds);

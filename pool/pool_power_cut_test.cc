@@ -76,5 +76,36 @@ TEST_F(PoolPowerCutTest, FlushedWritesSurviveUnflushedOnesAreLost) {
   EXPECT_TRUE(pool->TEST_CheckCounters().ok());
 }
 
+// What the power-cut command does after the cut: whatever the files would
+// still take, the pool serves nothing more; a reopen serves the durable state.
+TEST_F(PoolPowerCutTest, FailRefusesEverythingUntilReopened) {
+  std::vector<char> durable(kBS, 'D');
+  {
+    std::unique_ptr<Pool> pool = OpenPool(&env_);
+    ASSERT_TRUE(pool->CreateVolume("v", 8 * kBS, std::nullopt).ok());
+    std::shared_ptr<Volume> v;
+    ASSERT_TRUE(pool->OpenVolume("v", true, &v).ok());
+    ASSERT_TRUE(pool->Write(*v, durable.data(), kBS, 0).ok());
+    ASSERT_TRUE(pool->Flush().ok());
+    ASSERT_TRUE(env_.PowerCut().ok());
+    pool->Fail("power cut");
+    EXPECT_EQ(pool->QueryPool().mode, PoolMode::kFail);
+    EXPECT_EQ(pool->Write(*v, durable.data(), kBS, kBS).code(), ErrorCode::kIO);
+    EXPECT_FALSE(pool->CreateVolume("w", kBS, std::nullopt).ok());
+    EXPECT_FALSE(pool->Flush().ok());
+    pool->CloseVolume(v, true);
+  }
+  std::unique_ptr<Pool> pool = OpenPool(Env::Default());
+  ASSERT_NE(pool, nullptr);
+  EXPECT_EQ(pool->QueryPool().mode, PoolMode::kWrite);
+  std::shared_ptr<Volume> v;
+  ASSERT_TRUE(pool->OpenVolume("v", false, &v).ok());
+  std::vector<char> back(2 * kBS);
+  ASSERT_TRUE(pool->Read(*v, back.data(), back.size(), 0).ok());
+  EXPECT_TRUE(std::equal(durable.begin(), durable.end(), back.begin()));
+  EXPECT_EQ(std::count(back.begin() + kBS, back.end(), 0), kBS);
+  pool->CloseVolume(v, false);
+}
+
 }  // namespace
 }  // namespace thinsim
