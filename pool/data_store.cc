@@ -102,7 +102,13 @@ class FileStore final : public DataStore {
     return Status::OK();
   }
   Status Grow(uint64_t nr_blocks) override { return file_->Truncate(nr_blocks * block_size()); }
-  Status Flush() override { return file_->Sync(); }
+  Status Flush() override {
+#ifdef THINSIM_PLANTED_BUG_MISSING_SYNC
+    return Status::OK();  // the planted bug: see THINSIM_PLANTED_BUG in CMakeLists.txt
+#else
+    return file_->Sync();
+#endif
+  }
 
  private:
   uint64_t Pos(dblock_t b) const { return static_cast<uint64_t>(b) * block_size(); }
