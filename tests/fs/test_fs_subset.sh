@@ -69,6 +69,7 @@ for fs in ext4 xfs; do
   run "fdt-$fs" fill-delete-trim --fs "$fs" --rounds 3
   run "pf-$fs" provision-then-fill --fs "$fs"
   run "tt-$fs" two-tenants --fs "$fs" --reserve volume
+  run "pc-$fs" power-cut --fs "$fs"
 done
 
 echo "fs-test subset: $n invocations, $failed failed, $((SECONDS - start)) s"

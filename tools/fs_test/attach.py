@@ -208,6 +208,8 @@ def attach_nbdfuse(state, run_dir, nbdkit, volume, log, timeout, loop_dio=True):
     fuse_file = os.path.join(fuse_dir, "nbd")
     pidfile = os.path.join(run_dir, "nbdfuse-%s.pid" % volume)
     logpath = os.path.join(run_dir, "nbdfuse-%s.log" % volume)
+    if os.path.exists(pidfile):
+        os.unlink(pidfile)  # an earlier attach's (readiness waits for the new one)
     fuse_item = state.add("fuse", mountpoint=fuse_dir, conn=None)
     argv = ["nbdfuse", "-P", pidfile, fuse_dir + "/", nbdkit.uri(volume)]
     log("$ " + " ".join(argv))

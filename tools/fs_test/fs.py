@@ -217,8 +217,12 @@ class Xfs(Filesystem):
         return ["xfs_repair", "-n", dev]
 
     def needs_replay(self, res):
-        text = (res.out or "") + (res.err or "")
-        return res.rc == 2 or "log which needs to be replayed" in text
+        text = " ".join(((res.out or "") + " " + (res.err or "")).split())  # it wraps lines
+        # rc 2: it refused. With -n it may instead go on past a dirty log
+        # ("... changes in a log which is being ignored because the -n option
+        # was used. Expect spurious inconsistencies") and report those.
+        return res.rc == 2 or "log which needs to be replayed" in text or \
+            "log which is being ignored" in text
 
     def fsck_verdict(self, res):
         return "clean" if res.rc == 0 else "errors"

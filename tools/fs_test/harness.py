@@ -210,6 +210,17 @@ class Run:
             fmt_size(pool_size), ", ".join("%s %s (%s)" % (n, fmt_size(s), st) for n, s, st in volumes),
             when_full, (", no-space-timeout=%ds" % no_space_timeout) if no_space_timeout is not None else ""))
 
+    def restart_pool(self, why):
+        """nbdkit again with the same parameters, after the old one is gone
+        (a pool=DIR pool reopens; the volumes and their files are kept)."""
+        for path in (self.nbdkit.sock, self.nbdkit.ctl):
+            if os.path.exists(path):
+                os.unlink(path)  # left behind by a SIGKILL; readiness waits for new ones
+        self.nbdkit = att.Nbdkit(self.state, self.run_dir, self.cfg.plugin, self.pool_params, self.log,
+                                 timeout=min(30, self.cfg.timeout))
+        self.ctl = Thinsim(self.cfg.cli, self.nbdkit.ctl, self.log)
+        self.event("nbdkit restarted on the same pool: %s" % why)
+
     def thinsim(self, *args, vol=None, expect_ok=None):
         """A CLI command, recorded in the timeline. Returns (ok, value, error)."""
         ok, value, err = self.ctl.call(*args)

@@ -76,7 +76,7 @@ def open_flags(mode, create=True, trunc=False):
         flags |= os.O_CREAT
     if trunc:
         flags |= os.O_TRUNC
-    if mode == "direct":
+    if mode in ("direct", "direct-nosync"):
         flags |= os.O_DIRECT
     return flags
 
@@ -115,7 +115,7 @@ def write_file(path, name, size, chunk, mode, rng, buf, trunc=True, create=True,
             if h:
                 h.update(view)
             off += n
-        if mode != "buffered":
+        if mode not in ("buffered", "direct-nosync"):
             try:
                 os.fsync(fd)
             except OSError as e:
