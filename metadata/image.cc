@@ -14,6 +14,12 @@ uint64_t ChunkSlots(uint64_t size, uint32_t block_size) {
   return (vblocks + 63) / 64;
 }
 
+uint64_t Granules(uint64_t size, uint32_t granularity) {
+  return size / granularity + (size % granularity != 0);
+}
+
+bool ValidGranularity(uint32_t g) { return g >= 512 && g <= (64u << 20) && (g & (g - 1)) == 0; }
+
 // The appliers: one decoded record's change to the image. Each checks the
 // record against the image before it changes anything, so a refused record
 // leaves the image as it was.
@@ -34,6 +40,9 @@ Status ApplyVolume(Image* image, VolumeRecord r) {
   }
   auto& chunks = it->second.chunks;
   chunks.erase(chunks.lower_bound(ChunkSlots(r.size, image->block_size)), chunks.end());
+  for (auto& [name, b] : it->second.bitmaps) {
+    b.dirty -= boost::icl::interval<uint64_t>::right_open(Granules(r.size, b.granularity), UINT64_MAX);
+  }
   it->second.attrs = std::move(r);
   return Status::OK();
 }
@@ -49,6 +58,7 @@ Status ApplySnapshot(Image* image, SnapshotRecord r) {
   snap.attrs.read_only = r.read_only;
   snap.attrs.origin_id = r.origin_id;
   snap.attrs.pinned = false;
+  snap.bitmaps.clear();  // bitmaps belong to their volume (SPEC section 12)
   image->volumes[r.id] = std::move(snap);
   return Status::OK();
 }
@@ -99,6 +109,72 @@ Status ApplyRefcounts(Image* image, RefcountRecord r) {
   return Status::OK();
 }
 
+// The bitmap `name` of volume `volume_id`, or Corruption naming it.
+Status FindBitmap(Image* image, uint64_t volume_id, const std::string& name, VolumeImage** volume,
+                  BitmapImage** bitmap) {
+  auto v = image->volumes.find(volume_id);
+  if (v == image->volumes.end()) return RecordCorruption("bitmap " + name + " of unknown volume id " + std::to_string(volume_id));
+  auto b = v->second.bitmaps.find(name);
+  if (b == v->second.bitmaps.end()) {
+    return RecordCorruption("unknown bitmap " + name + " of volume " + v->second.attrs.name);
+  }
+  *volume = &v->second;
+  *bitmap = &b->second;
+  return Status::OK();
+}
+
+Status ApplyBitmap(Image* image, BitmapRecord r) {
+  auto v = image->volumes.find(r.volume_id);
+  if (v == image->volumes.end()) {
+    return RecordCorruption("bitmap " + r.name + " of unknown volume id " + std::to_string(r.volume_id));
+  }
+  if (r.name.empty() || !ValidGranularity(r.granularity)) {
+    return RecordCorruption("bitmap '" + r.name + "' has an empty name or a bad granularity " + std::to_string(r.granularity));
+  }
+  auto [b, created] = v->second.bitmaps.try_emplace(r.name);
+  if (!created && b->second.granularity != r.granularity) {
+    return RecordCorruption("bitmap " + r.name + " changes its granularity");
+  }
+  b->second.granularity = r.granularity;
+  b->second.flags = r.flags;
+  return Status::OK();
+}
+
+Status ApplyBitmapRemove(Image* image, BitmapRemoveRecord r) {
+  VolumeImage* v;
+  BitmapImage* b;
+  THINSIM_RETURN_IF_ERROR(FindBitmap(image, r.volume_id, r.name, &v, &b));
+  v->bitmaps.erase(r.name);
+  return Status::OK();
+}
+
+Status ApplyBitmapDirty(Image* image, BitmapDirtyRecord r) {
+  VolumeImage* v;
+  BitmapImage* b;
+  THINSIM_RETURN_IF_ERROR(FindBitmap(image, r.volume_id, r.name, &v, &b));
+  const uint64_t granules = Granules(v->attrs.size, b->granularity);
+  for (auto [first, count] : r.ranges) {
+    if (count == 0 || first >= granules || count > granules - first) {
+      return RecordCorruption("bitmap " + r.name + " marks granules past the end of volume " + v->attrs.name);
+    }
+  }
+  if (r.replace) b->dirty.clear();
+  for (auto [first, count] : r.ranges) b->dirty += boost::icl::interval<uint64_t>::right_open(first, first + count);
+  return Status::OK();
+}
+
+Status ApplyBitmapCopy(Image* image, BitmapCopyRecord r) {
+  VolumeImage* v;
+  BitmapImage *from, *to;
+  THINSIM_RETURN_IF_ERROR(FindBitmap(image, r.volume_id, r.from, &v, &from));
+  THINSIM_RETURN_IF_ERROR(FindBitmap(image, r.volume_id, r.to, &v, &to));
+  if (from->granularity != to->granularity) {
+    return RecordCorruption("bitmap copy from " + r.from + " to " + r.to + " across granularities");
+  }
+  to->dirty = from->dirty;
+  return Status::OK();
+}
+
 Status ApplyCommit(Image* image, CommitRecord r) {
   image->commit_seq = r.seq;
   return Status::OK();
@@ -134,6 +210,14 @@ Status Image::Apply(std::string_view payload) {
       return DecodeAndApply(payload, DecodeRefcounts, ApplyRefcounts, this);
     case RecordType::kCommit:
       return DecodeAndApply(payload, DecodeCommit, ApplyCommit, this);
+    case RecordType::kBitmap:
+      return DecodeAndApply(payload, DecodeBitmap, ApplyBitmap, this);
+    case RecordType::kBitmapRemove:
+      return DecodeAndApply(payload, DecodeBitmapRemove, ApplyBitmapRemove, this);
+    case RecordType::kBitmapDirty:
+      return DecodeAndApply(payload, DecodeBitmapDirty, ApplyBitmapDirty, this);
+    case RecordType::kBitmapCopy:
+      return DecodeAndApply(payload, DecodeBitmapCopy, ApplyBitmapCopy, this);
   }
   return RecordCorruption("unknown record type " + std::to_string(static_cast<int>(type)));
 }
@@ -152,6 +236,12 @@ void Image::Encode(std::string* out) const {
       uint64_t chunk_id = ids.size() + 1;
       ids.emplace(c.get(), chunk_id);
       AppendChunk(out, ChunkRecord{id, index, chunk_id, c->mapped, c->provisioned, c->dblocks});
+    }
+    for (const auto& [name, b] : v.bitmaps) {
+      AppendBitmap(out, BitmapRecord{id, name, b.granularity, b.flags});
+      BitmapDirtyRecord dirty{id, name, false, {}};
+      for (const auto& range : b.dirty) dirty.ranges.emplace_back(boost::icl::first(range), boost::icl::length(range));
+      AppendBitmapDirty(out, dirty);
     }
   }
   AppendRefcounts(out, std::vector<std::pair<uint32_t, uint32_t>>(refcounts.begin(), refcounts.end()));

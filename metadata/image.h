@@ -17,6 +17,8 @@
 #include <string_view>
 #include <vector>
 
+#include <boost/icl/interval_set.hpp>
+
 #include "metadata/records.h"
 #include "base/status.h"
 
@@ -28,9 +30,19 @@ struct ChunkImage {
   std::vector<uint32_t> dblocks;  // one per mapped bit, in order
 };
 
+// A persistent dirty bitmap as its records left it: `dirty` holds granule
+// indexes, all below the volume's granule count (size rounded up).
+struct BitmapImage {
+  uint32_t granularity = 0;
+  uint8_t flags = 0;  // BitmapRecord::kRecording | kInconsistent
+  boost::icl::interval_set<uint64_t> dirty;
+  bool operator==(const BitmapImage&) const = default;
+};
+
 struct VolumeImage {
   VolumeRecord attrs;
   std::map<uint64_t, std::shared_ptr<const ChunkImage>> chunks;  // by chunk index
+  std::map<std::string, BitmapImage> bitmaps;                    // by name; a snapshot has none
 };
 
 struct Image {
@@ -45,7 +57,9 @@ struct Image {
   // it): decodes it (records.h) and makes its change. Corruption, with a
   // RecordCorruption message, names what was wrong: a malformed record, or
   // one that does not fit the image (an unknown volume or shared chunk, a
-  // chunk provisioning unmapped vblocks). A refused record changes nothing.
+  // chunk provisioning unmapped vblocks, a bitmap granule past the volume's
+  // end). A refused record changes nothing. A volume's shrink drops its
+  // chunks and bitmap granules past the new end.
   Status Apply(std::string_view payload);
 
   // The whole state as a checkpoint record stream (no kCommit).

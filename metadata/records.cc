@@ -239,6 +239,99 @@ Status DecodeCommit(std::string_view payload, CommitRecord* out) {
   });
 }
 
+// ---- Dirty bitmaps -----------------------------------------------------------
+
+void AppendBitmap(std::string* out, const BitmapRecord& r) {
+  std::string p = Start(RecordType::kBitmap);
+  PutU64(&p, r.volume_id);
+  PutString(&p, r.name);
+  PutU32(&p, r.granularity);
+  PutU8(&p, r.flags);
+  Frame(out, p);
+}
+
+Status DecodeBitmap(std::string_view payload, BitmapRecord* out) {
+  return DecodeAs(payload, RecordType::kBitmap, "bitmap record cut short", out, [](Reader* r, BitmapRecord* b) {
+    b->volume_id = r->U64();
+    b->name = r->String();
+    b->granularity = r->U32();
+    b->flags = r->U8();
+    return true;
+  });
+}
+
+void AppendBitmapRemove(std::string* out, const BitmapRemoveRecord& r) {
+  std::string p = Start(RecordType::kBitmapRemove);
+  PutU64(&p, r.volume_id);
+  PutString(&p, r.name);
+  Frame(out, p);
+}
+
+Status DecodeBitmapRemove(std::string_view payload, BitmapRemoveRecord* out) {
+  return DecodeAs(payload, RecordType::kBitmapRemove, "bitmap record cut short", out,
+                  [](Reader* r, BitmapRemoveRecord* b) {
+                    b->volume_id = r->U64();
+                    b->name = r->String();
+                    return true;
+                  });
+}
+
+void AppendBitmapDirty(std::string* out, const BitmapDirtyRecord& r) {
+  constexpr size_t kPerRecord = 1 << 16;  // bounded records, bounded reader memory
+  size_t start = 0;
+  bool replace = r.replace;
+  while (start < r.ranges.size() || replace) {
+    std::string p = Start(RecordType::kBitmapDirty);
+    PutU64(&p, r.volume_id);
+    PutString(&p, r.name);
+    PutU8(&p, replace);
+    size_t end = std::min(r.ranges.size(), start + kPerRecord);
+    PutU32(&p, static_cast<uint32_t>(end - start));
+    for (size_t i = start; i < end; ++i) {
+      PutU64(&p, r.ranges[i].first);
+      PutU64(&p, r.ranges[i].second);
+    }
+    Frame(out, p);
+    start = end;
+    replace = false;
+  }
+}
+
+Status DecodeBitmapDirty(std::string_view payload, BitmapDirtyRecord* out) {
+  return DecodeAs(payload, RecordType::kBitmapDirty, "bitmap dirty record has a bad length", out,
+                  [](Reader* r, BitmapDirtyRecord* d) {
+                    d->volume_id = r->U64();
+                    d->name = r->String();
+                    d->replace = r->U8() != 0;
+                    uint32_t n = r->U32();
+                    // Checked before anything is allocated for the n ranges.
+                    if (r->failed() || r->remaining() != static_cast<size_t>(n) * 16) return false;
+                    d->ranges.reserve(n);
+                    for (uint32_t i = 0; i < n; ++i) {
+                      uint64_t first = r->U64();
+                      d->ranges.emplace_back(first, r->U64());
+                    }
+                    return true;
+                  });
+}
+
+void AppendBitmapCopy(std::string* out, const BitmapCopyRecord& r) {
+  std::string p = Start(RecordType::kBitmapCopy);
+  PutU64(&p, r.volume_id);
+  PutString(&p, r.from);
+  PutString(&p, r.to);
+  Frame(out, p);
+}
+
+Status DecodeBitmapCopy(std::string_view payload, BitmapCopyRecord* out) {
+  return DecodeAs(payload, RecordType::kBitmapCopy, "bitmap record cut short", out, [](Reader* r, BitmapCopyRecord* c) {
+    c->volume_id = r->U64();
+    c->from = r->String();
+    c->to = r->String();
+    return true;
+  });
+}
+
 // ---- Framing -----------------------------------------------------------------
 
 bool RecordReader::Next(std::string_view* payload) {

@@ -47,6 +47,10 @@ enum class RecordType : uint8_t {
   kShareChunk = 6,  // the slot shares a chunk given earlier (checkpoints)
   kRefcount = 7,    // pairs of (dblock u32, count u32)
   kCommit = 8,      // seq u64: closes a transaction
+  kBitmap = 9,         // a dirty bitmap's definition (create, or update of one)
+  kBitmapRemove = 10,  // a dirty bitmap goes
+  kBitmapDirty = 11,   // granule ranges added to a bitmap's dirty set, or replacing it
+  kBitmapCopy = 12,    // one bitmap's dirty set becomes another's (bitmap-cut)
 };
 
 // The type byte of `payload`; 0, which no type has, for an empty one.
@@ -167,6 +171,60 @@ struct CommitRecord {
 
 void AppendCommit(std::string* out, uint64_t seq);
 Status DecodeCommit(std::string_view payload, CommitRecord* out);
+
+// ---- Dirty bitmaps (docs/format.md, "Dirty bitmaps") -------------------------
+
+// A bitmap is named within its volume. Its dirty set is in granules of
+// `granularity` bytes (a power of two, 512 B .. 64 MiB; Image::Apply checks).
+struct BitmapRecord {
+  static constexpr uint8_t kRecording = 1;     // enabled: new writes mark it
+  static constexpr uint8_t kInconsistent = 2;  // its bits cannot be trusted
+  uint64_t volume_id = 0;
+  std::string name;
+  uint32_t granularity = 0;
+  uint8_t flags = 0;
+  bool operator==(const BitmapRecord&) const = default;
+};
+
+void AppendBitmap(std::string* out, const BitmapRecord& r);
+Status DecodeBitmap(std::string_view payload, BitmapRecord* out);
+
+struct BitmapRemoveRecord {
+  uint64_t volume_id = 0;
+  std::string name;
+  bool operator==(const BitmapRemoveRecord&) const = default;
+};
+
+void AppendBitmapRemove(std::string* out, const BitmapRemoveRecord& r);
+Status DecodeBitmapRemove(std::string_view payload, BitmapRemoveRecord* out);
+
+// (first granule, count) ranges. `replace` empties the dirty set first: a
+// clear, or the in-flight ranges a cut leaves in the live bitmap. Neither
+// order nor overlap of the ranges matters; a count of 0 is damage.
+struct BitmapDirtyRecord {
+  uint64_t volume_id = 0;
+  std::string name;
+  bool replace = false;
+  std::vector<std::pair<uint64_t, uint64_t>> ranges;
+  bool operator==(const BitmapDirtyRecord&) const = default;
+};
+
+// Appends as many records as keep each at most 2^16 ranges (one, with no
+// ranges, for a replace by nothing; none for an add of nothing). Only the
+// first of them replaces; the rest add.
+void AppendBitmapDirty(std::string* out, const BitmapDirtyRecord& r);
+Status DecodeBitmapDirty(std::string_view payload, BitmapDirtyRecord* out);
+
+// `to`'s dirty set := `from`'s, in one volume; both exist, same granularity.
+struct BitmapCopyRecord {
+  uint64_t volume_id = 0;
+  std::string from;
+  std::string to;
+  bool operator==(const BitmapCopyRecord&) const = default;
+};
+
+void AppendBitmapCopy(std::string* out, const BitmapCopyRecord& r);
+Status DecodeBitmapCopy(std::string_view payload, BitmapCopyRecord* out);
 
 // ---- Framing ----------------------------------------------------------------
 

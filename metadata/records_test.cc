@@ -373,6 +373,66 @@ TEST(RecordDecode, Commit) {
   ExpectDamageRefused(DecodeCommit, p, "record cut short");
 }
 
+TEST(RecordDecode, Bitmap) {
+  BitmapRecord b{4, "backup-1", 4096, BitmapRecord::kRecording};
+  std::string p = PayloadOf([&](std::string* o) { AppendBitmap(o, b); });
+  EXPECT_EQ(Decoded(DecodeBitmap, p), b);
+  ExpectDamageRefused(DecodeBitmap, p, "bitmap record cut short");
+}
+
+TEST(RecordDecode, BitmapRemove) {
+  BitmapRemoveRecord b{4, "backup-1"};
+  std::string p = PayloadOf([&](std::string* o) { AppendBitmapRemove(o, b); });
+  EXPECT_EQ(Decoded(DecodeBitmapRemove, p), b);
+  ExpectDamageRefused(DecodeBitmapRemove, p, "bitmap record cut short");
+}
+
+TEST(RecordDecode, BitmapDirty) {
+  BitmapDirtyRecord d{4, "b", true, {{0, 3}, {1ull << 40, 1}}};
+  std::string p = PayloadOf([&](std::string* o) { AppendBitmapDirty(o, d); });
+  EXPECT_EQ(Decoded(DecodeBitmapDirty, p), d);
+  ExpectDamageRefused(DecodeBitmapDirty, p, "bitmap dirty record has a bad length");
+  ExpectRefused(DecodeBitmapDirty, p, p + '\0', "bitmap dirty record has a bad length");
+}
+
+TEST(RecordDecode, BitmapDirtyReplaceByNothingIsOneRecordAddOfNothingNone) {
+  std::string framed;
+  AppendBitmapDirty(&framed, BitmapDirtyRecord{1, "b", false, {}});
+  EXPECT_TRUE(framed.empty());
+  AppendBitmapDirty(&framed, BitmapDirtyRecord{1, "b", true, {}});
+  EXPECT_EQ(Decoded(DecodeBitmapDirty, OnlyPayload(framed)), (BitmapDirtyRecord{1, "b", true, {}}));
+}
+
+TEST(RecordDecode, ManyBitmapRangesSplitAndOnlyTheFirstReplaces) {
+  BitmapDirtyRecord d{1, "b", true, {}};
+  for (uint64_t i = 0; i < (1 << 16) + 5; ++i) d.ranges.emplace_back(2 * i, 1);
+  std::string framed;
+  AppendBitmapDirty(&framed, d);
+  RecordReader reader(framed);
+  std::string_view payload;
+  std::vector<BitmapDirtyRecord> got;
+  while (reader.Next(&payload)) got.push_back(Decoded(DecodeBitmapDirty, payload));
+  ASSERT_EQ(got.size(), 2u);
+  EXPECT_TRUE(got[0].replace);
+  EXPECT_FALSE(got[1].replace);
+  EXPECT_EQ(got[0].ranges.size() + got[1].ranges.size(), d.ranges.size());
+  EXPECT_EQ(got[1].ranges.back(), d.ranges.back());
+}
+
+TEST(RecordDecode, BitmapDirtyWithAHugeCountIsRefusedBeforeAllocating) {
+  std::string p = PayloadOf([](std::string* o) { AppendBitmapDirty(o, BitmapDirtyRecord{1, "b", false, {{0, 1}}}); });
+  std::string garbled = p;
+  garbled.replace(1 + 8 + 4 + 1 + 1, 4, "\xff\xff\xff\xff");  // type, id, name "b", replace: the count
+  ExpectRefused(DecodeBitmapDirty, p, garbled, "bitmap dirty record has a bad length");
+}
+
+TEST(RecordDecode, BitmapCopy) {
+  BitmapCopyRecord c{4, "live", "frozen"};
+  std::string p = PayloadOf([&](std::string* o) { AppendBitmapCopy(o, c); });
+  EXPECT_EQ(Decoded(DecodeBitmapCopy, p), c);
+  ExpectDamageRefused(DecodeBitmapCopy, p, "bitmap record cut short");
+}
+
 TEST(RecordDecode, TypeOfIsTheFirstByte) {
   EXPECT_EQ(TypeOf(PayloadOf([](std::string* o) { AppendCommit(o, 1); })), RecordType::kCommit);
   EXPECT_EQ(TypeOf(""), RecordType{0});
