@@ -352,6 +352,7 @@ int Repair(const std::string& dir, bool json_output, std::ostream& out, std::ost
 
   std::vector<std::string> fixed;
   metadata::RepairImage(&in.image, &fixed, &in.lost);
+  DistrustBitmaps(&in.image, &fixed);
   bool created = false;
   uint64_t generation = 0;
   Status s = EnsureDataFile(dir, in.image, &created);

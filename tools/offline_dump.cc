@@ -23,6 +23,7 @@
 #include "base/types.h"
 #include "metadata/check.h"
 #include "metadata/journal.h"
+#include "tools/dump_fields.h"
 #include "tools/offline_internal.h"
 
 namespace thinsim::offline {
@@ -97,85 +98,6 @@ std::vector<CountRun> RefcountRuns(const std::map<uint32_t, uint32_t>& refcounts
 }
 
 // ---- Reading a dump ---------------------------------------------------------
-
-// Reads typed fields of one JSON object. The first problem is kept, naming
-// `where`; later reads return zero values.
-class Fields {
- public:
-  Fields(const json& object, std::string where) : object_(object), where_(std::move(where)) {
-    if (!object_.is_object()) Error("is not an object");
-  }
-  const Status& status() const { return status_; }
-
-  const json* Get(const char* key) {
-    if (!status_.ok()) return nullptr;
-    auto it = object_.find(key);
-    if (it == object_.end()) {
-      Error(std::string("has no \"") + key + "\"");
-      return nullptr;
-    }
-    return &*it;
-  }
-  uint64_t U64(const char* key, uint64_t max = UINT64_MAX) {
-    const json* v = Get(key);
-    if (v == nullptr) return 0;
-    if (!v->is_number_unsigned() || v->get<uint64_t>() > max) {
-      Error(std::string("\"") + key + "\" must be an integer 0.." + std::to_string(max));
-      return 0;
-    }
-    return v->get<uint64_t>();
-  }
-  bool Bool(const char* key) {
-    const json* v = Get(key);
-    if (v == nullptr) return false;
-    if (!v->is_boolean()) {
-      Error(std::string("\"") + key + "\" must be true or false");
-      return false;
-    }
-    return v->get<bool>();
-  }
-  std::string String(const char* key) {
-    const json* v = Get(key);
-    if (v == nullptr) return {};
-    if (!v->is_string()) {
-      Error(std::string("\"") + key + "\" must be a string");
-      return {};
-    }
-    return v->get<std::string>();
-  }
-  const json& Array(const char* key) {
-    static const json kEmpty = json::array();
-    const json* v = Get(key);
-    if (v == nullptr) return kEmpty;
-    if (!v->is_array()) {
-      Error(std::string("\"") + key + "\" must be a list");
-      return kEmpty;
-    }
-    return *v;
-  }
-  // A name from `names` (index = value), or a number 0..255.
-  uint8_t Enum(const char* key, const std::vector<std::string_view>& names) {
-    const json* v = Get(key);
-    if (v == nullptr) return 0;
-    if (v->is_string()) {
-      for (size_t i = 0; i < names.size(); ++i) {
-        if (v->get<std::string>() == names[i]) return static_cast<uint8_t>(i);
-      }
-    } else if (v->is_number_unsigned() && v->get<uint64_t>() <= 255) {
-      return static_cast<uint8_t>(v->get<uint64_t>());
-    }
-    Error(std::string("\"") + key + "\" has an unknown value " + v->dump());
-    return 0;
-  }
-  void Error(const std::string& what) {
-    if (status_.ok()) status_ = Status::Invalid(where_ + " " + what);
-  }
-
- private:
-  const json& object_;
-  std::string where_;
-  Status status_;
-};
 
 std::vector<std::string_view> ModeNames() {
   return {PoolModeName(PoolMode::kWrite), PoolModeName(PoolMode::kOutOfDataSpace),
@@ -278,6 +200,7 @@ Status ReadVolumes(const json& list, const std::map<uint64_t, std::shared_ptr<Ch
       }
       used.insert(id);
     }
+    THINSIM_RETURN_IF_ERROR(ReadBitmaps(list[n], where, &v));
     image->volumes.emplace(a.id, std::move(v));
   }
   for (const auto& [id, c] : chunks) {
@@ -345,6 +268,7 @@ ordered_json DumpJson(const Image& image) {
     vol["family"] = a.family;
     vol["pinned"] = a.pinned;
     vol["chunks"] = std::move(slots);
+    vol["bitmaps"] = BitmapsJson(v);
     volumes.push_back(std::move(vol));
   }
   ordered_json refcounts = ordered_json::array();
@@ -388,6 +312,7 @@ std::string FormatDumpText(const Image& image) {
         << (r.length == 1 ? "dblock " : "dblocks ") << Span(r.dblock, r.length)
         << (r.provisioned ? " provisioned" : "") << "\n";
     }
+    AppendBitmapsText(v, s);
   }
   s << "refcounts: " << image.refcounts.size() << " data blocks in use\n";
   for (const CountRun& r : RefcountRuns(image.refcounts)) {

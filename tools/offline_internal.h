@@ -9,6 +9,7 @@
 #include <memory>
 #include <ostream>
 #include <string>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -76,6 +77,21 @@ uint64_t CountMapped(const VolumeImage& v);
 uint64_t CountProvisioned(const VolumeImage& v);
 const VolumeImage* FindVolume(const Image& image, const std::string& name);
 std::string VolumeLine(const Image& image, const VolumeImage& v);
+
+// ---- Dirty bitmaps in dumps (offline_bitmaps.cc) ----
+// A volume's "bitmaps" list: {name, granularity, recording, inconsistent,
+// dirty: [{first, count}] in granules}.
+ordered_json BitmapsJson(const VolumeImage& v);
+// Reads `volume`'s "bitmaps" (absent: none) into v->bitmaps, checking what
+// Image::Apply would: names, granularities, granules within v's size.
+// REQUIRES: v->attrs read already.
+Status ReadBitmaps(const json& volume, const std::string& where, VolumeImage* v);
+// One line per bitmap, indented, for the text dump.
+void AppendBitmapsText(const VolumeImage& v, std::ostream& out);
+// For repair: whatever was damaged or lost, no bitmap may be left falsely
+// clean, so every one becomes all dirty and inconsistent (a backup tool
+// then copies everything once). Says so in `fixed`, one line per bitmap.
+void DistrustBitmaps(Image* image, std::vector<std::string>* fixed);
 
 }  // namespace thinsim::offline::internal
 

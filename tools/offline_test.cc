@@ -45,6 +45,11 @@ Image SampleImage() {
   image.volumes[2].chunks[0] = shared;
   image.volumes[1].chunks[1] = MakeChunk({{0, 30}});
   DeriveRefcounts(&image);
+  metadata::BitmapImage& b = image.volumes[1].bitmaps["inc"];  // 128 granules of 64K
+  b.granularity = 65536;
+  b.flags = metadata::BitmapRecord::kRecording;
+  b.dirty += boost::icl::interval<uint64_t>::right_open(3, 5);
+  b.dirty += boost::icl::interval<uint64_t>::right_open(127, 128);
   return image;
 }
 
@@ -81,6 +86,9 @@ TEST(DumpJson, IsCanonicalWithSharedChunksListedOnce) {
   EXPECT_EQ(dump["volumes"][1]["origin_id"], 1);
   EXPECT_TRUE(dump["volumes"][0]["origin_id"].is_null());
   EXPECT_EQ(dump["volumes"][0]["strategy"], "provision");
+  EXPECT_EQ(dump["volumes"][0]["bitmaps"], json::parse(R"([{"name":"inc","granularity":65536,"recording":true,
+      "inconsistent":false,"dirty":[{"first":3,"count":2},{"first":127,"count":1}]}])"));
+  EXPECT_EQ(dump["volumes"][1]["bitmaps"], json::array());
   EXPECT_EQ(dump["chunks"][0]["runs"], json::parse(R"([
       {"entry":0,"dblock":4,"length":1,"provisioned":false},
       {"entry":1,"dblock":5,"length":2,"provisioned":true},
@@ -129,7 +137,12 @@ TEST(ImageFromJson, RejectsMalformedDumpsNamingTheProblem) {
       {"\"dblock\":30,\"length\":1,\"count\":1", "\"dblock\":30,\"length\":1,\"count\":0", "count >= 1"},
       {"\"dblock\":20,\"length\":1,\"count\":1", "\"dblock\":5,\"length\":1,\"count\":1", "twice"},
       {"\"mode\":\"write\"", "\"mode\":\"sideways\"", "unknown value"},
-      {",\"pinned\":false,\"chunks\":[{\"index\":0,\"chunk\":1}]}\n", ",\"chunks\":[{\"index\":0,\"chunk\":1}]}\n", "pinned"},
+      {",\"pinned\":false,\"chunks\":[{\"index\":0,\"chunk\":1}],", ",\"chunks\":[{\"index\":0,\"chunk\":1}],", "pinned"},
+      {"\"granularity\":65536", "\"granularity\":65537", "granularity must be a power of two"},
+      {"\"first\":127,\"count\":1", "\"first\":127,\"count\":2", "granules below 128"},
+      {"\"first\":3,\"count\":2", "\"first\":3,\"count\":0", "count >= 1"},
+      {"\"name\":\"inc\"", "\"name\":\"\"", "empty name"},
+      {"\"bitmaps\":[]", "\"bitmaps\":{}", "\"bitmaps\" must be a list"},
   };
   for (const Case& c : cases) {
     std::string text = good;
@@ -355,6 +368,8 @@ TEST(Commands, RepairFixesAndReportsThenCheckIsClean) {
   EXPECT_EQ(r.code, kExitOk) << r.out << r.err;
   EXPECT_NE(r.out.find("fixed: rebuilt reference counts"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("lost: volume 'vol': vblock 64 mapped to block 5000"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("fixed: bitmap 'inc' of volume 'vol': marked all dirty and inconsistent"), std::string::npos)
+      << r.out;
   EXPECT_NE(r.out.find("is clean now"), std::string::npos) << r.out;
   EXPECT_EQ(RunCommand({"check", dir.path()}).code, kExitOk);
   r = RunCommand({"repair", dir.path()});
@@ -372,6 +387,9 @@ TEST(Commands, RepairSalvagesWithoutASuperblock) {
   EXPECT_EQ(RunCommand({"check", dir.path()}).code, kExitOk);
   Image expected = SampleImage();
   expected.commit_seq += 1;
+  metadata::BitmapImage& b = expected.volumes[1].bitmaps["inc"];  // never falsely clean
+  b.flags |= metadata::BitmapRecord::kInconsistent;
+  b.dirty += boost::icl::interval<uint64_t>::right_open(0, 128);
   Image loaded;
   metadata::LoadReport report;
   ASSERT_TRUE(metadata::Journal::Load(dir.path(), &loaded, &report).ok());
