@@ -41,8 +41,7 @@ DirtyBitmap::DirtyBitmap(uint64_t size, uint64_t granularity)
     : size_(0), granularity_(granularity), shift_(std::countr_zero(granularity)), granules_(0),
       word_count_(0) {
   assert(ValidateGranularity(granularity).ok());
-  Resize(size);
-  Clear();  // Resize marks a grown range; a new bitmap starts clean
+  Reshape(size);
 }
 
 bool DirtyBitmap::Mark(uint64_t offset, uint64_t length) {
@@ -112,6 +111,11 @@ void DirtyBitmap::Merge(const DirtyBitmap& other) {
 
 void DirtyBitmap::Resize(uint64_t new_size) {
   const uint64_t old_size = size_;
+  Reshape(new_size);
+  if (new_size > old_size) Mark(old_size, new_size - old_size);
+}
+
+void DirtyBitmap::Reshape(uint64_t new_size) {
   const uint64_t granules = (new_size >> shift_) + ((new_size & (granularity_ - 1)) != 0 ? 1 : 0);
   const size_t word_count = (granules + 63) / 64;
   auto words = std::make_unique<std::atomic<uint64_t>[]>(word_count);
@@ -123,7 +127,6 @@ void DirtyBitmap::Resize(uint64_t new_size) {
   word_count_ = word_count;
   words_ = std::move(words);
   if (word_count_ > 0) words_[word_count_ - 1].fetch_and(TailMask(), std::memory_order_relaxed);
-  if (new_size > old_size) Mark(old_size, new_size - old_size);
 }
 
 boost::icl::interval_set<uint64_t> DirtyBitmap::DirtyRanges() const {

@@ -111,6 +111,9 @@ class DirtyBitmap {
 
  private:
   // Sets or clears granules [first, last] (inclusive); Mark's result.
+  // Covers `new_size` bytes keeping the bits of the granules that remain;
+  // new granules are clean.
+  void Reshape(uint64_t new_size);
   bool SetRange(uint64_t first, uint64_t last);
   void ClearRange(uint64_t first, uint64_t last);
   bool TestGranule(uint64_t g) const;

@@ -41,8 +41,9 @@
 // Thread safety: thread-safe. BeforeChange/AfterChange run from many request
 // threads at once; the control calls serialise on mu_ and may wait for the
 // requests in flight (a grace period), so they must not be called from an
-// observer callback of this volume, nor with the volume's io_gate held
-// shared.
+// observer callback of this volume (it would wait for itself). Called with
+// the volume's io_gate held exclusively (as a transaction does), nothing is
+// in flight and they do not wait.
 #ifndef THINSIM_BITMAP_VOLUME_BITMAPS_H_
 #define THINSIM_BITMAP_VOLUME_BITMAPS_H_
 
