@@ -341,5 +341,62 @@ TEST_F(VolumeBitmapsTest, StressWritersAgainstCuts) {
   std::cout << requests.load() << " requests, " << straddling << " seen straddling a cut\n";
 }
 
+TEST_F(VolumeBitmapsTest, RequestInFlightAcrossResizeIsKept) {
+  ASSERT_OK(b_.Add("b", k4K, false, false));
+  ChangeRequest a{Kind::kWrite, 3 * k4K, 1, nullptr};
+  ASSERT_OK(b_.BeforeChange(a));
+  uint64_t epoch = b_.TEST_epoch();
+  auto resize = std::async(std::launch::async, [this] { b_.Resize(2 * kSize); });
+  AwaitEpochAfter(epoch);
+  ChangeRequest c{Kind::kWrite, kSize + 5, 1, nullptr};  // in the grown range
+  ASSERT_OK(b_.BeforeChange(c));
+  ASSERT_OK(b_.AfterChange(c, Status::OK()));
+  ASSERT_OK(b_.AfterChange(a, Status::OK()));
+  resize.get();
+  EXPECT_EQ(Dirty("b"), Ranges({{3 * k4K, 4 * k4K}, {kSize, 2 * kSize}}));
+}
+
+// Writers against every other control call: views come and go under them.
+// The bitmap left alone ends up with exactly what was written plus the
+// ranges the volume grew by.
+TEST_F(VolumeBitmapsTest, StressWritersAgainstControlCalls) {
+  constexpr int kWriters = 3;
+  ASSERT_OK(b_.Add("keep", k4K, false, false));
+  DirtyBitmap written(kSize, k4K);
+  std::atomic<bool> stop{false};
+  std::vector<std::thread> writers;
+  for (int t = 0; t < kWriters; ++t) {
+    writers.emplace_back([&, t] {
+      std::mt19937_64 rng(t + 100);
+      ChangeRequest r{Kind::kZero, 0, 0, nullptr};
+      while (!stop.load(std::memory_order_relaxed)) {
+        r.offset = rng() % kSize;
+        r.length = 1 + rng() % k64K;
+        written.Mark(r.offset, r.length);
+        ASSERT_OK(b_.BeforeChange(r));
+        ASSERT_OK(b_.AfterChange(r, Status::OK()));
+      }
+    });
+  }
+  uint64_t size = kSize;
+  for (int i = 0; i < 100; ++i) {
+    ASSERT_OK(b_.Add("tmp", 512, false, i % 2 == 0));
+    ASSERT_OK(b_.Enable("tmp"));
+    ASSERT_OK(b_.Merge({"keep"}, "tmp"));
+    ASSERT_OK(b_.Clear("tmp"));
+    ASSERT_OK(b_.Cut("tmp", "tmp-cut"));
+    ASSERT_OK(b_.Disable("tmp"));
+    ASSERT_OK(b_.Remove("tmp"));
+    ASSERT_OK(b_.Remove("tmp-cut"));
+    if (i % 10 == 0) b_.Resize(size += k4K);
+  }
+  stop = true;
+  for (auto& w : writers) w.join();
+  boost::icl::interval_set<uint64_t> want = written.DirtyRanges();
+  want.add(Interval::right_open(kSize, size));
+  EXPECT_EQ(Dirty("keep"), want);
+  EXPECT_EQ(b_.Query().size(), 1u);
+}
+
 }  // namespace
 }  // namespace thinsim
