@@ -70,24 +70,27 @@ std::string FormatSize(uint64_t bytes) {
   return buf;
 }
 
-Status ValidateVolumeName(std::string_view name) {
+Status ValidateName(std::string_view name, std::string_view what) {
+  const std::string kind(what);
   if (name.empty() || name.size() > 64) {
-    return Status::Invalid("volume name must be 1-64 characters of [A-Za-z0-9._-], got '" +
+    return Status::Invalid(kind + " name must be 1-64 characters of [A-Za-z0-9._-], got '" +
                            std::string(name) + "'");
   }
   if (name[0] == '.' || name[0] == '-') {
-    return Status::Invalid("volume name '" + std::string(name) + "' must not start with '" +
+    return Status::Invalid(kind + " name '" + std::string(name) + "' must not start with '" +
                            std::string(1, name[0]) + "'");
   }
   for (char c : name) {
     bool ok = std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '_' || c == '-';
     if (!ok) {
-      return Status::Invalid("volume name '" + std::string(name) +
+      return Status::Invalid(kind + " name '" + std::string(name) +
                              "' has a character outside [A-Za-z0-9._-]");
     }
   }
   return Status::OK();
 }
+
+Status ValidateVolumeName(std::string_view name) { return ValidateName(name, "volume"); }
 
 std::string_view StrategyName(Strategy s) {
   switch (s) {

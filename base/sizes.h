@@ -26,6 +26,11 @@ std::string FormatSize(uint64_t bytes);
 // volume-create, snapshot-create) checks it here.
 Status ValidateVolumeName(std::string_view name);
 
+// The same rule for another kind of name; `what` starts the message
+// ("bitmap" -> "bitmap name must be 1-64 characters ..."). Bitmap names
+// (SPEC section 12) follow it too.
+Status ValidateName(std::string_view name, std::string_view what);
+
 }  // namespace thinsim
 
 #endif  // THINSIM_BASE_SIZES_H_

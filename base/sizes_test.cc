@@ -101,6 +101,15 @@ TEST(VolumeNameTest, Invalid) {
   }
 }
 
+TEST(VolumeNameTest, MessagesNameTheKind) {
+  EXPECT_EQ(ValidateVolumeName("").message(),
+            "volume name must be 1-64 characters of [A-Za-z0-9._-], got ''");
+  EXPECT_EQ(ValidateName("-b", "bitmap").message(), "bitmap name '-b' must not start with '-'");
+  EXPECT_EQ(ValidateName("a b", "bitmap").message(),
+            "bitmap name 'a b' has a character outside [A-Za-z0-9._-]");
+  EXPECT_TRUE(ValidateName("b0", "bitmap").ok());
+}
+
 TEST(StrategyTest, NamesRoundTrip) {
   for (Strategy s : {Strategy::kNone, Strategy::kProvision, Strategy::kVolume, Strategy::kFull}) {
     Strategy back = Strategy::kFull;

@@ -11,6 +11,10 @@
 //     place, but the client is told it failed), e.g. a write-blocking
 //     mirror whose target refused the same bytes. The request is
 //     acknowledged only after every observer returned.
+// The same ChangeRequest object is passed to BeforeChange and AfterChange
+// and is unique among in-flight requests, so an observer may key per-request
+// state by its address (bitmap/volume_bitmaps.h keeps each request's epoch
+// so).
 // Dirty bitmaps, mirror jobs and traces attach here (docs/architecture.md).
 //
 // Both calls run on the request's thread with the volume's range lock held
