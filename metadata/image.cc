@@ -40,7 +40,7 @@ Status ApplyVolume(Image* image, VolumeRecord r) {
   }
   auto& chunks = it->second.chunks;
   chunks.erase(chunks.lower_bound(ChunkSlots(r.size, image->block_size)), chunks.end());
-  for (auto& [name, b] : it->second.bitmaps) {
+  for (auto& [bitmap_id, b] : it->second.bitmaps) {
     b.dirty -= boost::icl::interval<uint64_t>::right_open(Granules(r.size, b.granularity), UINT64_MAX);
   }
   it->second.attrs = std::move(r);
@@ -109,32 +109,38 @@ Status ApplyRefcounts(Image* image, RefcountRecord r) {
   return Status::OK();
 }
 
-// The bitmap `name` of volume `volume_id`, or Corruption naming it.
-Status FindBitmap(Image* image, uint64_t volume_id, const std::string& name, VolumeImage** volume,
-                  BitmapImage** bitmap) {
+// Bitmap `id` of volume `volume_id`, or Corruption naming them.
+Status FindBitmap(Image* image, uint64_t volume_id, uint64_t id, VolumeImage** volume, BitmapImage** bitmap) {
   auto v = image->volumes.find(volume_id);
-  if (v == image->volumes.end()) return RecordCorruption("bitmap " + name + " of unknown volume id " + std::to_string(volume_id));
-  auto b = v->second.bitmaps.find(name);
+  if (v == image->volumes.end()) return RecordCorruption("bitmap of unknown volume id " + std::to_string(volume_id));
+  auto b = v->second.bitmaps.find(id);
   if (b == v->second.bitmaps.end()) {
-    return RecordCorruption("unknown bitmap " + name + " of volume " + v->second.attrs.name);
+    return RecordCorruption("unknown bitmap id " + std::to_string(id) + " of volume " + v->second.attrs.name);
   }
   *volume = &v->second;
   *bitmap = &b->second;
   return Status::OK();
 }
 
+// Creates bitmap r.id, or renames it and sets its flags.
 Status ApplyBitmap(Image* image, BitmapRecord r) {
   auto v = image->volumes.find(r.volume_id);
-  if (v == image->volumes.end()) {
-    return RecordCorruption("bitmap " + r.name + " of unknown volume id " + std::to_string(r.volume_id));
+  if (v == image->volumes.end()) return RecordCorruption("bitmap of unknown volume id " + std::to_string(r.volume_id));
+  if (r.id == 0 || r.name.empty() || !ValidGranularity(r.granularity)) {
+    return RecordCorruption("bitmap '" + r.name + "' has id 0, an empty name or a bad granularity " +
+                            std::to_string(r.granularity));
   }
-  if (r.name.empty() || !ValidGranularity(r.granularity)) {
-    return RecordCorruption("bitmap '" + r.name + "' has an empty name or a bad granularity " + std::to_string(r.granularity));
+  auto& bitmaps = v->second.bitmaps;
+  for (const auto& [id, other] : bitmaps) {
+    if (id != r.id && other.name == r.name) {
+      return RecordCorruption("two bitmaps named " + r.name + " on volume " + v->second.attrs.name);
+    }
   }
-  auto [b, created] = v->second.bitmaps.try_emplace(r.name);
+  auto [b, created] = bitmaps.try_emplace(r.id);
   if (!created && b->second.granularity != r.granularity) {
     return RecordCorruption("bitmap " + r.name + " changes its granularity");
   }
+  b->second.name = std::move(r.name);
   b->second.granularity = r.granularity;
   b->second.flags = r.flags;
   return Status::OK();
@@ -143,19 +149,19 @@ Status ApplyBitmap(Image* image, BitmapRecord r) {
 Status ApplyBitmapRemove(Image* image, BitmapRemoveRecord r) {
   VolumeImage* v;
   BitmapImage* b;
-  THINSIM_RETURN_IF_ERROR(FindBitmap(image, r.volume_id, r.name, &v, &b));
-  v->bitmaps.erase(r.name);
+  THINSIM_RETURN_IF_ERROR(FindBitmap(image, r.volume_id, r.id, &v, &b));
+  v->bitmaps.erase(r.id);
   return Status::OK();
 }
 
 Status ApplyBitmapDirty(Image* image, BitmapDirtyRecord r) {
   VolumeImage* v;
   BitmapImage* b;
-  THINSIM_RETURN_IF_ERROR(FindBitmap(image, r.volume_id, r.name, &v, &b));
+  THINSIM_RETURN_IF_ERROR(FindBitmap(image, r.volume_id, r.id, &v, &b));
   const uint64_t granules = Granules(v->attrs.size, b->granularity);
   for (auto [first, count] : r.ranges) {
     if (count == 0 || first >= granules || count > granules - first) {
-      return RecordCorruption("bitmap " + r.name + " marks granules past the end of volume " + v->attrs.name);
+      return RecordCorruption("bitmap " + b->name + " marks granules past the end of volume " + v->attrs.name);
     }
   }
   if (r.replace) b->dirty.clear();
@@ -169,7 +175,7 @@ Status ApplyBitmapCopy(Image* image, BitmapCopyRecord r) {
   THINSIM_RETURN_IF_ERROR(FindBitmap(image, r.volume_id, r.from, &v, &from));
   THINSIM_RETURN_IF_ERROR(FindBitmap(image, r.volume_id, r.to, &v, &to));
   if (from->granularity != to->granularity) {
-    return RecordCorruption("bitmap copy from " + r.from + " to " + r.to + " across granularities");
+    return RecordCorruption("bitmap copy from " + from->name + " to " + to->name + " across granularities");
   }
   to->dirty = from->dirty;
   return Status::OK();
@@ -237,9 +243,9 @@ void Image::Encode(std::string* out) const {
       ids.emplace(c.get(), chunk_id);
       AppendChunk(out, ChunkRecord{id, index, chunk_id, c->mapped, c->provisioned, c->dblocks});
     }
-    for (const auto& [name, b] : v.bitmaps) {
-      AppendBitmap(out, BitmapRecord{id, name, b.granularity, b.flags});
-      BitmapDirtyRecord dirty{id, name, false, {}};
+    for (const auto& [bitmap_id, b] : v.bitmaps) {
+      AppendBitmap(out, BitmapRecord{id, bitmap_id, b.name, b.granularity, b.flags});
+      BitmapDirtyRecord dirty{id, bitmap_id, false, {}};
       for (const auto& range : b.dirty) dirty.ranges.emplace_back(boost::icl::first(range), boost::icl::length(range));
       AppendBitmapDirty(out, dirty);
     }

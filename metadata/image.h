@@ -31,8 +31,10 @@ struct ChunkImage {
 };
 
 // A persistent dirty bitmap as its records left it: `dirty` holds granule
-// indexes, all below the volume's granule count (size rounded up).
+// indexes, all below the volume's granule count (size rounded up). Names
+// are unique among a volume's bitmaps.
 struct BitmapImage {
+  std::string name;
   uint32_t granularity = 0;
   uint8_t flags = 0;  // BitmapRecord::kRecording | kInconsistent
   boost::icl::interval_set<uint64_t> dirty;
@@ -42,7 +44,7 @@ struct BitmapImage {
 struct VolumeImage {
   VolumeRecord attrs;
   std::map<uint64_t, std::shared_ptr<const ChunkImage>> chunks;  // by chunk index
-  std::map<std::string, BitmapImage> bitmaps;                    // by name; a snapshot has none
+  std::map<uint64_t, BitmapImage> bitmaps;                       // by id; a snapshot has none
 };
 
 struct Image {

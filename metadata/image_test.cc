@@ -52,14 +52,16 @@ Status ApplyDirty(Image* image, const BitmapDirtyRecord& d) {
   return Status::OK();
 }
 
-// The dirty granules of bitmap `name` of volume 1, as (first, count).
-std::vector<std::pair<uint64_t, uint64_t>> Dirty(const Image& image, const std::string& name) {
+// The dirty granules of bitmap `id` of volume 1, as (first, count).
+std::vector<std::pair<uint64_t, uint64_t>> Dirty(const Image& image, uint64_t id) {
   std::vector<std::pair<uint64_t, uint64_t>> out;
-  for (const auto& r : image.volumes.at(1).bitmaps.at(name).dirty) {
+  for (const auto& r : image.volumes.at(1).bitmaps.at(id).dirty) {
     out.emplace_back(boost::icl::first(r), boost::icl::length(r));
   }
   return out;
 }
+
+using Runs = std::vector<std::pair<uint64_t, uint64_t>>;
 
 class ImageTest : public ::testing::Test {
  protected:
@@ -258,57 +260,65 @@ TEST_F(ImageTest, DamagedRecordsHaveStableMessages) {
 // All or nothing: a load that stops at a refused record keeps exactly what
 // came before it (dump and check then show that state).
 // vol is 64 MiB: 16384 granules of 4K.
-TEST_F(ImageTest, BitmapRecordsDefineMarkReplaceCopyAndRemove) {
-  ASSERT_TRUE(ApplyBitmap(&image_, BitmapRecord{1, "live", 4096, BitmapRecord::kRecording}).ok());
-  ASSERT_TRUE(ApplyDirty(&image_, BitmapDirtyRecord{1, "live", false, {{0, 2}, {2, 3}, {16383, 1}}}).ok());
-  EXPECT_EQ(Dirty(image_, "live"), (std::vector<std::pair<uint64_t, uint64_t>>{{0, 5}, {16383, 1}}));
-  // A cut: frozen gets live's granules, live keeps only the in-flight ones.
-  ASSERT_TRUE(ApplyBitmap(&image_, BitmapRecord{1, "frozen", 4096, 0}).ok());
-  ASSERT_TRUE(image_.Apply(Payload([](std::string* o) { AppendBitmapCopy(o, {1, "live", "frozen"}); })).ok());
-  ASSERT_TRUE(ApplyDirty(&image_, BitmapDirtyRecord{1, "live", true, {{4, 1}}}).ok());
-  EXPECT_EQ(Dirty(image_, "frozen"), (std::vector<std::pair<uint64_t, uint64_t>>{{0, 5}, {16383, 1}}));
-  EXPECT_EQ(Dirty(image_, "live"), (std::vector<std::pair<uint64_t, uint64_t>>{{4, 1}}));
+TEST_F(ImageTest, BitmapRecordsDefineMarkCutAndRemove) {
+  ASSERT_TRUE(ApplyBitmap(&image_, BitmapRecord{1, 1, "live", 4096, BitmapRecord::kRecording}).ok());
+  ASSERT_TRUE(ApplyDirty(&image_, BitmapDirtyRecord{1, 1, false, {{0, 2}, {2, 3}, {16383, 1}}}).ok());
+  EXPECT_EQ(Dirty(image_, 1), (Runs{{0, 5}, {16383, 1}}));
+  // A cut: instance 1 is renamed and keeps its bits; instance 2 takes the
+  // name, first as a copy, then exactly the requests in flight at the cut.
+  ASSERT_TRUE(ApplyBitmap(&image_, BitmapRecord{1, 1, "frozen", 4096, 0}).ok());
+  ASSERT_TRUE(ApplyBitmap(&image_, BitmapRecord{1, 2, "live", 4096, BitmapRecord::kRecording}).ok());
+  ASSERT_TRUE(image_.Apply(Payload([](std::string* o) { AppendBitmapCopy(o, {1, 1, 2}); })).ok());
+  EXPECT_EQ(Dirty(image_, 2), Dirty(image_, 1));
+  ASSERT_TRUE(ApplyDirty(&image_, BitmapDirtyRecord{1, 2, true, {{4, 1}}}).ok());
+  EXPECT_EQ(Dirty(image_, 1), (Runs{{0, 5}, {16383, 1}}));
+  EXPECT_EQ(Dirty(image_, 2), (Runs{{4, 1}}));
+  EXPECT_EQ(image_.volumes.at(1).bitmaps.at(1).name, "frozen");
   // An update keeps the bits; a remove drops the bitmap.
-  ASSERT_TRUE(ApplyBitmap(&image_, BitmapRecord{1, "frozen", 4096, BitmapRecord::kInconsistent}).ok());
-  EXPECT_EQ(image_.volumes.at(1).bitmaps.at("frozen").flags, BitmapRecord::kInconsistent);
-  EXPECT_EQ(Dirty(image_, "frozen").size(), 2u);
-  ASSERT_TRUE(image_.Apply(Payload([](std::string* o) { AppendBitmapRemove(o, {1, "frozen"}); })).ok());
-  EXPECT_EQ(image_.volumes.at(1).bitmaps.count("frozen"), 0u);
+  ASSERT_TRUE(ApplyBitmap(&image_, BitmapRecord{1, 1, "frozen", 4096, BitmapRecord::kInconsistent}).ok());
+  EXPECT_EQ(image_.volumes.at(1).bitmaps.at(1).flags, BitmapRecord::kInconsistent);
+  EXPECT_EQ(Dirty(image_, 1).size(), 2u);
+  ASSERT_TRUE(image_.Apply(Payload([](std::string* o) { AppendBitmapRemove(o, {1, 1}); })).ok());
+  EXPECT_EQ(image_.volumes.at(1).bitmaps.count(1), 0u);
 }
 
 TEST_F(ImageTest, ShrinkDropsBitmapGranulesPastTheEndAndSnapshotsHaveNoBitmaps) {
-  ASSERT_TRUE(ApplyBitmap(&image_, BitmapRecord{1, "b", 65536, BitmapRecord::kRecording}).ok());
-  ASSERT_TRUE(ApplyDirty(&image_, BitmapDirtyRecord{1, "b", false, {{0, 1}, {500, 24}}}).ok());
+  ASSERT_TRUE(ApplyBitmap(&image_, BitmapRecord{1, 1, "b", 65536, BitmapRecord::kRecording}).ok());
+  ASSERT_TRUE(ApplyDirty(&image_, BitmapDirtyRecord{1, 1, false, {{0, 1}, {500, 24}}}).ok());
   ASSERT_TRUE(ApplyVolume(&image_, Vol(1, "vol", 510 * 65536 + 1)).ok());  // 511 granules, the last partial
-  EXPECT_EQ(Dirty(image_, "b"), (std::vector<std::pair<uint64_t, uint64_t>>{{0, 1}, {500, 11}}));
+  EXPECT_EQ(Dirty(image_, 1), (Runs{{0, 1}, {500, 11}}));
   ASSERT_TRUE(image_.Apply(Payload([](std::string* o) { AppendSnapshot(o, {2, 1, "snap", false}); })).ok());
   EXPECT_TRUE(image_.volumes.at(2).bitmaps.empty());
   EXPECT_EQ(image_.volumes.at(1).bitmaps.size(), 1u);
 }
 
 TEST_F(ImageTest, BadBitmapRecordsAreCorruption) {
-  ASSERT_TRUE(ApplyBitmap(&image_, BitmapRecord{1, "b", 4096, 0}).ok());
+  ASSERT_TRUE(ApplyBitmap(&image_, BitmapRecord{1, 1, "b", 4096, 0}).ok());
   auto message = [](const Status& s) { return s.code() == ErrorCode::kCorruption ? s.message() : s.ToString(); };
-  EXPECT_EQ(message(ApplyBitmap(&image_, BitmapRecord{9, "x", 4096, 0})),
-            "metadata record: bitmap x of unknown volume id 9");
-  EXPECT_EQ(message(ApplyBitmap(&image_, BitmapRecord{1, "x", 256, 0})),
-            "metadata record: bitmap 'x' has an empty name or a bad granularity 256");
-  EXPECT_EQ(message(ApplyBitmap(&image_, BitmapRecord{1, "x", 3 << 12, 0})),
-            "metadata record: bitmap 'x' has an empty name or a bad granularity 12288");
-  EXPECT_EQ(message(ApplyBitmap(&image_, BitmapRecord{1, "b", 8192, 0})),
+  EXPECT_EQ(message(ApplyBitmap(&image_, BitmapRecord{9, 2, "x", 4096, 0})),
+            "metadata record: bitmap of unknown volume id 9");
+  EXPECT_EQ(message(ApplyBitmap(&image_, BitmapRecord{1, 2, "x", 256, 0})),
+            "metadata record: bitmap 'x' has id 0, an empty name or a bad granularity 256");
+  EXPECT_EQ(message(ApplyBitmap(&image_, BitmapRecord{1, 2, "x", 3 << 12, 0})),
+            "metadata record: bitmap 'x' has id 0, an empty name or a bad granularity 12288");
+  EXPECT_EQ(message(ApplyBitmap(&image_, BitmapRecord{1, 0, "x", 4096, 0})),
+            "metadata record: bitmap 'x' has id 0, an empty name or a bad granularity 4096");
+  EXPECT_EQ(message(ApplyBitmap(&image_, BitmapRecord{1, 1, "b", 8192, 0})),
             "metadata record: bitmap b changes its granularity");
-  EXPECT_EQ(message(ApplyDirty(&image_, BitmapDirtyRecord{1, "nope", false, {{0, 1}}})),
-            "metadata record: unknown bitmap nope of volume vol");
-  EXPECT_EQ(message(ApplyDirty(&image_, BitmapDirtyRecord{1, "b", false, {{16383, 2}}})),
+  EXPECT_EQ(message(ApplyBitmap(&image_, BitmapRecord{1, 2, "b", 4096, 0})),
+            "metadata record: two bitmaps named b on volume vol");
+  EXPECT_EQ(message(ApplyDirty(&image_, BitmapDirtyRecord{1, 5, false, {{0, 1}}})),
+            "metadata record: unknown bitmap id 5 of volume vol");
+  EXPECT_EQ(message(ApplyDirty(&image_, BitmapDirtyRecord{1, 1, false, {{16383, 2}}})),
             "metadata record: bitmap b marks granules past the end of volume vol");
-  EXPECT_EQ(message(ApplyDirty(&image_, BitmapDirtyRecord{1, "b", false, {{0, 0}}})),
+  EXPECT_EQ(message(ApplyDirty(&image_, BitmapDirtyRecord{1, 1, false, {{0, 0}}})),
             "metadata record: bitmap b marks granules past the end of volume vol");
-  EXPECT_EQ(message(ApplyDirty(&image_, BitmapDirtyRecord{1, "b", true, {{UINT64_MAX, 2}}})),
+  EXPECT_EQ(message(ApplyDirty(&image_, BitmapDirtyRecord{1, 1, true, {{UINT64_MAX, 2}}})),
             "metadata record: bitmap b marks granules past the end of volume vol");
-  ASSERT_TRUE(ApplyBitmap(&image_, BitmapRecord{1, "coarse", 65536, 0}).ok());
-  EXPECT_EQ(message(image_.Apply(Payload([](std::string* o) { AppendBitmapCopy(o, {1, "b", "coarse"}); }))),
+  ASSERT_TRUE(ApplyBitmap(&image_, BitmapRecord{1, 3, "coarse", 65536, 0}).ok());
+  EXPECT_EQ(message(image_.Apply(Payload([](std::string* o) { AppendBitmapCopy(o, {1, 1, 3}); }))),
             "metadata record: bitmap copy from b to coarse across granularities");
-  EXPECT_TRUE(Dirty(image_, "b").empty());  // the refused replace changed nothing
+  EXPECT_TRUE(Dirty(image_, 1).empty());  // the refused replace changed nothing
 }
 
 TEST_F(ImageTest, RefusedRecordsChangeNothing) {
@@ -341,12 +351,14 @@ TEST(ImageEncode, ReplayingTheEncodingGivesTheSameImage) {
   image.volumes[2].chunks[0] = shared;
   image.volumes[2].chunks[5] = MakeChunk({{63, 3}});
   test::DeriveRefcounts(&image);
-  BitmapImage& b = image.volumes[2].bitmaps["inc"];
+  BitmapImage& b = image.volumes[2].bitmaps[1];
+  b.name = "inc";
   b.granularity = 4096;
   b.flags = BitmapRecord::kRecording;
   b.dirty += boost::icl::interval<uint64_t>::right_open(3, 9);
   b.dirty += boost::icl::interval<uint64_t>::right_open(100, 101);
-  image.volumes[2].bitmaps["empty"].granularity = 512;
+  image.volumes[2].bitmaps[4].name = "empty";
+  image.volumes[2].bitmaps[4].granularity = 512;
 
   std::string encoded;
   image.Encode(&encoded);

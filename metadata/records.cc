@@ -244,6 +244,7 @@ Status DecodeCommit(std::string_view payload, CommitRecord* out) {
 void AppendBitmap(std::string* out, const BitmapRecord& r) {
   std::string p = Start(RecordType::kBitmap);
   PutU64(&p, r.volume_id);
+  PutU64(&p, r.id);
   PutString(&p, r.name);
   PutU32(&p, r.granularity);
   PutU8(&p, r.flags);
@@ -253,6 +254,7 @@ void AppendBitmap(std::string* out, const BitmapRecord& r) {
 Status DecodeBitmap(std::string_view payload, BitmapRecord* out) {
   return DecodeAs(payload, RecordType::kBitmap, "bitmap record cut short", out, [](Reader* r, BitmapRecord* b) {
     b->volume_id = r->U64();
+    b->id = r->U64();
     b->name = r->String();
     b->granularity = r->U32();
     b->flags = r->U8();
@@ -263,7 +265,7 @@ Status DecodeBitmap(std::string_view payload, BitmapRecord* out) {
 void AppendBitmapRemove(std::string* out, const BitmapRemoveRecord& r) {
   std::string p = Start(RecordType::kBitmapRemove);
   PutU64(&p, r.volume_id);
-  PutString(&p, r.name);
+  PutU64(&p, r.id);
   Frame(out, p);
 }
 
@@ -271,7 +273,7 @@ Status DecodeBitmapRemove(std::string_view payload, BitmapRemoveRecord* out) {
   return DecodeAs(payload, RecordType::kBitmapRemove, "bitmap record cut short", out,
                   [](Reader* r, BitmapRemoveRecord* b) {
                     b->volume_id = r->U64();
-                    b->name = r->String();
+                    b->id = r->U64();
                     return true;
                   });
 }
@@ -283,7 +285,7 @@ void AppendBitmapDirty(std::string* out, const BitmapDirtyRecord& r) {
   while (start < r.ranges.size() || replace) {
     std::string p = Start(RecordType::kBitmapDirty);
     PutU64(&p, r.volume_id);
-    PutString(&p, r.name);
+    PutU64(&p, r.id);
     PutU8(&p, replace);
     size_t end = std::min(r.ranges.size(), start + kPerRecord);
     PutU32(&p, static_cast<uint32_t>(end - start));
@@ -301,7 +303,7 @@ Status DecodeBitmapDirty(std::string_view payload, BitmapDirtyRecord* out) {
   return DecodeAs(payload, RecordType::kBitmapDirty, "bitmap dirty record has a bad length", out,
                   [](Reader* r, BitmapDirtyRecord* d) {
                     d->volume_id = r->U64();
-                    d->name = r->String();
+                    d->id = r->U64();
                     d->replace = r->U8() != 0;
                     uint32_t n = r->U32();
                     // Checked before anything is allocated for the n ranges.
@@ -318,16 +320,16 @@ Status DecodeBitmapDirty(std::string_view payload, BitmapDirtyRecord* out) {
 void AppendBitmapCopy(std::string* out, const BitmapCopyRecord& r) {
   std::string p = Start(RecordType::kBitmapCopy);
   PutU64(&p, r.volume_id);
-  PutString(&p, r.from);
-  PutString(&p, r.to);
+  PutU64(&p, r.from);
+  PutU64(&p, r.to);
   Frame(out, p);
 }
 
 Status DecodeBitmapCopy(std::string_view payload, BitmapCopyRecord* out) {
   return DecodeAs(payload, RecordType::kBitmapCopy, "bitmap record cut short", out, [](Reader* r, BitmapCopyRecord* c) {
     c->volume_id = r->U64();
-    c->from = r->String();
-    c->to = r->String();
+    c->from = r->U64();
+    c->to = r->U64();
     return true;
   });
 }

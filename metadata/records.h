@@ -174,24 +174,29 @@ Status DecodeCommit(std::string_view payload, CommitRecord* out);
 
 // ---- Dirty bitmaps (docs/format.md, "Dirty bitmaps") -------------------------
 
-// A bitmap is named within its volume. Its dirty set is in granules of
+// The records name a bitmap by its id, unique among the volume's bitmaps and
+// never reused: a cut renames the instance that was live (its id stays with
+// the bits, so intents logged for it still land there) and creates a new
+// instance under the old name. Its dirty set is in granules of
 // `granularity` bytes (a power of two, 512 B .. 64 MiB; Image::Apply checks).
 struct BitmapRecord {
   static constexpr uint8_t kRecording = 1;     // enabled: new writes mark it
   static constexpr uint8_t kInconsistent = 2;  // its bits cannot be trusted
   uint64_t volume_id = 0;
+  uint64_t id = 0;
   std::string name;
   uint32_t granularity = 0;
   uint8_t flags = 0;
   bool operator==(const BitmapRecord&) const = default;
 };
 
+// Creates bitmap `id`, or renames it and sets its flags.
 void AppendBitmap(std::string* out, const BitmapRecord& r);
 Status DecodeBitmap(std::string_view payload, BitmapRecord* out);
 
 struct BitmapRemoveRecord {
   uint64_t volume_id = 0;
-  std::string name;
+  uint64_t id = 0;
   bool operator==(const BitmapRemoveRecord&) const = default;
 };
 
@@ -199,11 +204,12 @@ void AppendBitmapRemove(std::string* out, const BitmapRemoveRecord& r);
 Status DecodeBitmapRemove(std::string_view payload, BitmapRemoveRecord* out);
 
 // (first granule, count) ranges. `replace` empties the dirty set first: a
-// clear, or the in-flight ranges a cut leaves in the live bitmap. Neither
-// order nor overlap of the ranges matters; a count of 0 is damage.
+// clear, or the exact set a cut's live bitmap holds once the requests from
+// before the cut are done. Neither order nor overlap of the ranges
+// matters; a count of 0 is damage.
 struct BitmapDirtyRecord {
   uint64_t volume_id = 0;
-  std::string name;
+  uint64_t id = 0;
   bool replace = false;
   std::vector<std::pair<uint64_t, uint64_t>> ranges;
   bool operator==(const BitmapDirtyRecord&) const = default;
@@ -215,11 +221,12 @@ struct BitmapDirtyRecord {
 void AppendBitmapDirty(std::string* out, const BitmapDirtyRecord& r);
 Status DecodeBitmapDirty(std::string_view payload, BitmapDirtyRecord* out);
 
-// `to`'s dirty set := `from`'s, in one volume; both exist, same granularity.
+// Bitmap `to`'s dirty set := `from`'s, in one volume; both exist, same
+// granularity.
 struct BitmapCopyRecord {
   uint64_t volume_id = 0;
-  std::string from;
-  std::string to;
+  uint64_t from = 0;
+  uint64_t to = 0;
   bool operator==(const BitmapCopyRecord&) const = default;
 };
 

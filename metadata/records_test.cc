@@ -374,21 +374,21 @@ TEST(RecordDecode, Commit) {
 }
 
 TEST(RecordDecode, Bitmap) {
-  BitmapRecord b{4, "backup-1", 4096, BitmapRecord::kRecording};
+  BitmapRecord b{4, 7, "backup-1", 4096, BitmapRecord::kRecording};
   std::string p = PayloadOf([&](std::string* o) { AppendBitmap(o, b); });
   EXPECT_EQ(Decoded(DecodeBitmap, p), b);
   ExpectDamageRefused(DecodeBitmap, p, "bitmap record cut short");
 }
 
 TEST(RecordDecode, BitmapRemove) {
-  BitmapRemoveRecord b{4, "backup-1"};
+  BitmapRemoveRecord b{4, 7};
   std::string p = PayloadOf([&](std::string* o) { AppendBitmapRemove(o, b); });
   EXPECT_EQ(Decoded(DecodeBitmapRemove, p), b);
   ExpectDamageRefused(DecodeBitmapRemove, p, "bitmap record cut short");
 }
 
 TEST(RecordDecode, BitmapDirty) {
-  BitmapDirtyRecord d{4, "b", true, {{0, 3}, {1ull << 40, 1}}};
+  BitmapDirtyRecord d{4, 7, true, {{0, 3}, {1ull << 40, 1}}};
   std::string p = PayloadOf([&](std::string* o) { AppendBitmapDirty(o, d); });
   EXPECT_EQ(Decoded(DecodeBitmapDirty, p), d);
   ExpectDamageRefused(DecodeBitmapDirty, p, "bitmap dirty record has a bad length");
@@ -397,14 +397,14 @@ TEST(RecordDecode, BitmapDirty) {
 
 TEST(RecordDecode, BitmapDirtyReplaceByNothingIsOneRecordAddOfNothingNone) {
   std::string framed;
-  AppendBitmapDirty(&framed, BitmapDirtyRecord{1, "b", false, {}});
+  AppendBitmapDirty(&framed, BitmapDirtyRecord{1, 2, false, {}});
   EXPECT_TRUE(framed.empty());
-  AppendBitmapDirty(&framed, BitmapDirtyRecord{1, "b", true, {}});
-  EXPECT_EQ(Decoded(DecodeBitmapDirty, OnlyPayload(framed)), (BitmapDirtyRecord{1, "b", true, {}}));
+  AppendBitmapDirty(&framed, BitmapDirtyRecord{1, 2, true, {}});
+  EXPECT_EQ(Decoded(DecodeBitmapDirty, OnlyPayload(framed)), (BitmapDirtyRecord{1, 2, true, {}}));
 }
 
 TEST(RecordDecode, ManyBitmapRangesSplitAndOnlyTheFirstReplaces) {
-  BitmapDirtyRecord d{1, "b", true, {}};
+  BitmapDirtyRecord d{1, 2, true, {}};
   for (uint64_t i = 0; i < (1 << 16) + 5; ++i) d.ranges.emplace_back(2 * i, 1);
   std::string framed;
   AppendBitmapDirty(&framed, d);
@@ -420,14 +420,14 @@ TEST(RecordDecode, ManyBitmapRangesSplitAndOnlyTheFirstReplaces) {
 }
 
 TEST(RecordDecode, BitmapDirtyWithAHugeCountIsRefusedBeforeAllocating) {
-  std::string p = PayloadOf([](std::string* o) { AppendBitmapDirty(o, BitmapDirtyRecord{1, "b", false, {{0, 1}}}); });
+  std::string p = PayloadOf([](std::string* o) { AppendBitmapDirty(o, BitmapDirtyRecord{1, 2, false, {{0, 1}}}); });
   std::string garbled = p;
-  garbled.replace(1 + 8 + 4 + 1 + 1, 4, "\xff\xff\xff\xff");  // type, id, name "b", replace: the count
+  garbled.replace(1 + 8 + 8 + 1, 4, "\xff\xff\xff\xff");  // type, volume, id, replace: the count
   ExpectRefused(DecodeBitmapDirty, p, garbled, "bitmap dirty record has a bad length");
 }
 
 TEST(RecordDecode, BitmapCopy) {
-  BitmapCopyRecord c{4, "live", "frozen"};
+  BitmapCopyRecord c{4, 7, 8};
   std::string p = PayloadOf([&](std::string* o) { AppendBitmapCopy(o, c); });
   EXPECT_EQ(Decoded(DecodeBitmapCopy, p), c);
   ExpectDamageRefused(DecodeBitmapCopy, p, "bitmap record cut short");

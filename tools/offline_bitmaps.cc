@@ -26,18 +26,23 @@ uint64_t DirtyGranules(const metadata::BitmapImage& b) {
 
 Status ReadOneBitmap(const json& entry, const std::string& where, uint64_t size, VolumeImage* v) {
   Fields f(entry, where);
+  uint64_t id = f.U64("id");
   std::string name = f.String("name");
   uint64_t granularity = f.U64("granularity", UINT32_MAX);
   bool recording = f.Bool("recording");
   bool inconsistent = f.Bool("inconsistent");
   const json& dirty = f.Array("dirty");
   THINSIM_RETURN_IF_ERROR(f.status());
-  if (name.empty()) return Status::Invalid(where + " has an empty name");
+  if (id == 0 || name.empty()) return Status::Invalid(where + " has id 0 or an empty name");
+  for (const auto& [other_id, other] : v->bitmaps) {
+    if (other.name == name) return Status::Invalid(where + ": two bitmaps named " + name);
+  }
   if (!ValidGranularity(granularity)) {
     return Status::Invalid(where + ": granularity must be a power of two from 512 to 64M, got " +
                            std::to_string(granularity));
   }
   metadata::BitmapImage b;
+  b.name = name;
   b.granularity = static_cast<uint32_t>(granularity);
   b.flags = (recording ? metadata::BitmapRecord::kRecording : 0) |
             (inconsistent ? metadata::BitmapRecord::kInconsistent : 0);
@@ -53,7 +58,7 @@ Status ReadOneBitmap(const json& entry, const std::string& where, uint64_t size,
     }
     b.dirty += Granules::right_open(first, first + count);
   }
-  if (!v->bitmaps.emplace(name, std::move(b)).second) return Status::Invalid(where + " is listed twice");
+  if (!v->bitmaps.emplace(id, std::move(b)).second) return Status::Invalid(where + ": id " + std::to_string(id) + " is listed twice");
   return Status::OK();
 }
 
@@ -61,10 +66,11 @@ Status ReadOneBitmap(const json& entry, const std::string& where, uint64_t size,
 
 ordered_json BitmapsJson(const VolumeImage& v) {
   ordered_json list = ordered_json::array();
-  for (const auto& [name, b] : v.bitmaps) {
+  for (const auto& [id, b] : v.bitmaps) {
     ordered_json dirty = ordered_json::array();
     for (const auto& r : b.dirty) dirty.push_back({{"first", boost::icl::first(r)}, {"count", boost::icl::length(r)}});
-    list.push_back({{"name", name},
+    list.push_back({{"id", id},
+                    {"name", b.name},
                     {"granularity", b.granularity},
                     {"recording", (b.flags & metadata::BitmapRecord::kRecording) != 0},
                     {"inconsistent", (b.flags & metadata::BitmapRecord::kInconsistent) != 0},
@@ -84,9 +90,9 @@ Status ReadBitmaps(const json& volume, const std::string& where, VolumeImage* v)
 }
 
 void AppendBitmapsText(const VolumeImage& v, std::ostream& out) {
-  for (const auto& [name, b] : v.bitmaps) {
+  for (const auto& [id, b] : v.bitmaps) {
     uint64_t granules = DirtyGranules(b);
-    out << "  bitmap '" << name << "': granularity " << FormatSize(b.granularity) << ", "
+    out << "  bitmap '" << b.name << "' (id " << id << "): granularity " << FormatSize(b.granularity) << ", "
         << ((b.flags & metadata::BitmapRecord::kRecording) ? "recording" : "disabled")
         << ((b.flags & metadata::BitmapRecord::kInconsistent) ? ", INCONSISTENT" : "") << ", " << granules
         << " dirty granules (" << FormatSize(granules * b.granularity) << ")\n";
@@ -95,12 +101,12 @@ void AppendBitmapsText(const VolumeImage& v, std::ostream& out) {
 
 void DistrustBitmaps(Image* image, std::vector<std::string>* fixed) {
   for (auto& [id, v] : image->volumes) {
-    for (auto& [name, b] : v.bitmaps) {
+    for (auto& [bitmap_id, b] : v.bitmaps) {
       b.dirty.clear();
       uint64_t granules = GranuleCount(v.attrs.size, b.granularity);
       if (granules != 0) b.dirty += Granules::right_open(0, granules);
       b.flags |= metadata::BitmapRecord::kInconsistent;
-      fixed->push_back("bitmap '" + name + "' of volume '" + v.attrs.name +
+      fixed->push_back("bitmap '" + b.name + "' of volume '" + v.attrs.name +
                        "': marked all dirty and inconsistent (the damage may have cost it marks)");
     }
   }

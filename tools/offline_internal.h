@@ -79,11 +79,11 @@ const VolumeImage* FindVolume(const Image& image, const std::string& name);
 std::string VolumeLine(const Image& image, const VolumeImage& v);
 
 // ---- Dirty bitmaps in dumps (offline_bitmaps.cc) ----
-// A volume's "bitmaps" list: {name, granularity, recording, inconsistent,
-// dirty: [{first, count}] in granules}.
+// A volume's "bitmaps" list: {id, name, granularity, recording,
+// inconsistent, dirty: [{first, count}] in granules}.
 ordered_json BitmapsJson(const VolumeImage& v);
 // Reads `volume`'s "bitmaps" (absent: none) into v->bitmaps, checking what
-// Image::Apply would: names, granularities, granules within v's size.
+// Image::Apply would: ids, names, granularities, granules within v's size.
 // REQUIRES: v->attrs read already.
 Status ReadBitmaps(const json& volume, const std::string& where, VolumeImage* v);
 // One line per bitmap, indented, for the text dump.

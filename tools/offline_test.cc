@@ -45,7 +45,8 @@ Image SampleImage() {
   image.volumes[2].chunks[0] = shared;
   image.volumes[1].chunks[1] = MakeChunk({{0, 30}});
   DeriveRefcounts(&image);
-  metadata::BitmapImage& b = image.volumes[1].bitmaps["inc"];  // 128 granules of 64K
+  metadata::BitmapImage& b = image.volumes[1].bitmaps[3];  // 128 granules of 64K
+  b.name = "inc";
   b.granularity = 65536;
   b.flags = metadata::BitmapRecord::kRecording;
   b.dirty += boost::icl::interval<uint64_t>::right_open(3, 5);
@@ -86,7 +87,7 @@ TEST(DumpJson, IsCanonicalWithSharedChunksListedOnce) {
   EXPECT_EQ(dump["volumes"][1]["origin_id"], 1);
   EXPECT_TRUE(dump["volumes"][0]["origin_id"].is_null());
   EXPECT_EQ(dump["volumes"][0]["strategy"], "provision");
-  EXPECT_EQ(dump["volumes"][0]["bitmaps"], json::parse(R"([{"name":"inc","granularity":65536,"recording":true,
+  EXPECT_EQ(dump["volumes"][0]["bitmaps"], json::parse(R"([{"id":3,"name":"inc","granularity":65536,"recording":true,
       "inconsistent":false,"dirty":[{"first":3,"count":2},{"first":127,"count":1}]}])"));
   EXPECT_EQ(dump["volumes"][1]["bitmaps"], json::array());
   EXPECT_EQ(dump["chunks"][0]["runs"], json::parse(R"([
@@ -142,6 +143,7 @@ TEST(ImageFromJson, RejectsMalformedDumpsNamingTheProblem) {
       {"\"first\":127,\"count\":1", "\"first\":127,\"count\":2", "granules below 128"},
       {"\"first\":3,\"count\":2", "\"first\":3,\"count\":0", "count >= 1"},
       {"\"name\":\"inc\"", "\"name\":\"\"", "empty name"},
+      {"\"id\":3,\"name\":\"inc\"", "\"id\":0,\"name\":\"inc\"", "id 0"},
       {"\"bitmaps\":[]", "\"bitmaps\":{}", "\"bitmaps\" must be a list"},
   };
   for (const Case& c : cases) {
@@ -387,7 +389,7 @@ TEST(Commands, RepairSalvagesWithoutASuperblock) {
   EXPECT_EQ(RunCommand({"check", dir.path()}).code, kExitOk);
   Image expected = SampleImage();
   expected.commit_seq += 1;
-  metadata::BitmapImage& b = expected.volumes[1].bitmaps["inc"];  // never falsely clean
+  metadata::BitmapImage& b = expected.volumes[1].bitmaps[3];  // never falsely clean
   b.flags |= metadata::BitmapRecord::kInconsistent;
   b.dirty += boost::icl::interval<uint64_t>::right_open(0, 128);
   Image loaded;
