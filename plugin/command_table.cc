@@ -14,6 +14,7 @@ constexpr void (*kDomains[])(CommandTable*) = {
     RegisterVolumeCommands,
     RegisterEventCommands,
     RegisterFaultCommands,
+    RegisterBitmapCommands,
 };
 
 }  // namespace

@@ -29,6 +29,10 @@
 #include "pool/pool.h"
 
 namespace thinsim {
+class BitmapRegistry;
+}  // namespace thinsim
+
+namespace thinsim {
 
 // What a handler works with: one request.
 struct CommandCall {
@@ -39,6 +43,8 @@ struct CommandCall {
   // The FaultEnv under a pool=DIR pool's files; null for an in-memory pool,
   // whose data layer has no files (SPEC section 15).
   FaultEnv* faults = nullptr;
+  // The pool's dirty bitmaps (SPEC section 12); null where none are kept.
+  BitmapRegistry* bitmaps = nullptr;
 };
 
 using CommandHandler = Status (*)(const CommandCall& call);
@@ -78,6 +84,7 @@ void RegisterPoolCommands(CommandTable* table);    // commands_pool.cc
 void RegisterVolumeCommands(CommandTable* table);  // commands_volume.cc
 void RegisterEventCommands(CommandTable* table);   // commands_events.cc
 void RegisterFaultCommands(CommandTable* table);   // commands_fault.cc
+void RegisterBitmapCommands(CommandTable* table);  // commands_bitmap.cc
 
 }  // namespace thinsim
 

@@ -7,6 +7,7 @@
 #include <utility>
 #include <vector>
 
+#include "bitmap/bitmap_registry.h"
 #include "plugin/command_args.h"
 #include "plugin/command_table.h"
 #include "plugin/control_commands.h"
@@ -88,6 +89,7 @@ Status VolumeResize(const CommandCall& c) {
   THINSIM_RETURN_IF_ERROR(a.String("name", &name));
   THINSIM_RETURN_IF_ERROR(a.Size("size", &size));
   THINSIM_RETURN_IF_ERROR(c.pool->ResizeVolume(name, size));
+  if (c.bitmaps != nullptr) c.bitmaps->Resized(name, size);  // bits follow resizes (SPEC 12)
   return VolumeResult(c, name);
 }
 

@@ -22,6 +22,7 @@
 
 #include "env/fault_env.h"
 #include "plugin/control_request.h"
+#include "bitmap/bitmap_registry.h"
 #include "pool/pool.h"
 
 namespace thinsim {
@@ -30,7 +31,9 @@ class ControlCommands {
  public:
   // `faults`: the FaultEnv under the pool's files, or null (an in-memory
   // pool); the fault-* and power-cut commands act on it.
-  explicit ControlCommands(Pool* pool, FaultEnv* faults = nullptr) : pool_(pool), faults_(faults) {}
+  // The pool's dirty bitmaps live here, one registry per pool.
+  explicit ControlCommands(Pool* pool, FaultEnv* faults = nullptr)
+      : pool_(pool), faults_(faults), bitmaps_(pool) {}
 
   struct Reply {
     std::string line;        // the JSON reply, without a newline
@@ -55,6 +58,7 @@ class ControlCommands {
 
   Pool* const pool_;
   FaultEnv* const faults_;
+  BitmapRegistry bitmaps_;
 };
 
 }  // namespace thinsim

@@ -42,6 +42,14 @@ Status Pool::DetachObserver(std::string_view name, const RequestObserver* observ
   return Status::OK();
 }
 
+bool Pool::HasObserver(std::string_view name, const RequestObserver* observer) const {
+  std::shared_ptr<Volume> v;
+  if (!FindShared(name, &v).ok()) return false;
+  std::shared_lock gate(v->io_gate);  // observers change only under it, exclusively
+  return std::any_of(v->observers.begin(), v->observers.end(),
+                     [observer](const std::shared_ptr<RequestObserver>& o) { return o.get() == observer; });
+}
+
 Status Pool::CopyRead(Volume& v, void* buf, uint64_t len, uint64_t offset,
                       const std::function<void()>& while_locked) {
   if (len == 0) return Status::OK();

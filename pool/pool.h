@@ -229,6 +229,8 @@ class Pool {
   Status AttachObserver(std::string_view name, std::shared_ptr<RequestObserver> observer);
   // Detaches it (drains the same way); NotFound when it is not attached.
   Status DetachObserver(std::string_view name, const RequestObserver* observer);
+  // Whether `observer` is attached to the volume now named `name`.
+  bool HasObserver(std::string_view name, const RequestObserver* observer) const;
   Status Write(Volume& volume, const void* buf, uint64_t len, uint64_t offset);
   // Unmaps every block fully inside the range; partial blocks are ignored.
   Status Trim(Volume& volume, uint64_t len, uint64_t offset);
