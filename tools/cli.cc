@@ -9,6 +9,7 @@
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
+#include "tools/cli_bitmap.h"
 #include "tools/format.h"
 #include "tools/fs_test/launch.h"
 
@@ -40,6 +41,7 @@ struct Arguments {
   std::string probability;
   std::string count;
   std::uint64_t fault_id = 0;
+  BitmapArguments bitmap;
 };
 
 void AddGlobalOptions(CLI::App& app, Arguments& a) {
@@ -231,6 +233,8 @@ bool BuildRequest(const std::string& command, const Arguments& a, Request* reque
     *request = MakeRequest("query-faults");
   } else if (command == "power-cut") {
     *request = MakeRequest("power-cut");
+  } else if (command.rfind("bitmap ", 0) == 0) {
+    return BuildBitmapRequest(command, a.bitmap, request, error);
   } else {
     *error = "unknown command '" + command + "'";
     return false;
@@ -260,6 +264,7 @@ std::string HumanReply(const Request& request, const json& result) {
   if (request.execute == "query-pool") return FormatStatus(result);
   if (request.execute == "query-volumes") return FormatVolumeTable(result);
   if (request.execute == "query-faults") return FormatFaultTable(result);
+  if (std::string table = FormatBitmapReply(request, result); !table.empty()) return table;
   return FormatConfirmation(request, result) + "\n";
 }
 
@@ -398,6 +403,7 @@ ParseResult ParseCommandLine(const std::vector<std::string>& args, const Environ
   AddPoolCommands(app, a);
   AddOfflineCommands(app, a);
   AddFaultCommands(app, a);
+  AddBitmapCommands(app, a.bitmap);
 
   std::vector<const char*> argv = {"thinsim"};
   for (const std::string& arg : args) argv.push_back(arg.c_str());
@@ -414,7 +420,7 @@ ParseResult ParseCommandLine(const std::vector<std::string>& args, const Environ
   std::string error;
   const CLI::App* sub = app.get_subcommands().front();
   std::string command = sub->get_name();
-  // Two-word commands (fault add|remove|ls) go by both words.
+  // Two-word commands (fault add|remove|ls, bitmap ...) go by both words.
   if (!sub->get_subcommands().empty()) command += " " + sub->get_subcommands().front()->get_name();
   if (IsOfflineCommand(command)) {
     offline::OfflineCommand offline;

@@ -361,6 +361,21 @@ TEST(ParseTest, EveryCommandBuildsItsRequest) {
       {{"fault", "remove", "3"}, R"({"execute":"fault-remove","arguments":{"id":3},"id":1})"},
       {{"fault", "ls"}, R"({"execute":"query-faults","id":1})"},
       {{"power-cut"}, R"({"execute":"power-cut","id":1})"},
+      {{"bitmap", "add", "v", "b", "--granularity", "4K", "--disabled"},
+       R"({"execute":"bitmap-add","arguments":{"volume":"v","name":"b","granularity":"4K","disabled":true},"id":1})"},
+      {{"bitmap", "remove", "v", "b"}, R"({"execute":"bitmap-remove","arguments":{"volume":"v","name":"b"},"id":1})"},
+      {{"bitmap", "clear", "v", "b"}, R"({"execute":"bitmap-clear","arguments":{"volume":"v","name":"b"},"id":1})"},
+      {{"bitmap", "enable", "v", "b"}, R"({"execute":"bitmap-enable","arguments":{"volume":"v","name":"b"},"id":1})"},
+      {{"bitmap", "disable", "v", "b"},
+       R"({"execute":"bitmap-disable","arguments":{"volume":"v","name":"b"},"id":1})"},
+      {{"bitmap", "merge", "v", "b", "c", "d"},
+       R"({"execute":"bitmap-merge","arguments":{"volume":"v","target":"b","sources":["c","d"]},"id":1})"},
+      {{"bitmap", "ls"}, R"({"execute":"query-bitmaps","id":1})"},
+      {{"bitmap", "ls", "v"}, R"({"execute":"query-bitmaps","arguments":{"volume":"v"},"id":1})"},
+      {{"bitmap", "extents", "v", "b", "--offset", "1M", "--length", "64K"},
+       R"({"execute":"bitmap-extents","arguments":{"volume":"v","name":"b","offset":"1M","length":"64K"},"id":1})"},
+      {{"bitmap", "cut", "v", "b", "frozen"},
+       R"({"execute":"bitmap-cut","arguments":{"volume":"v","name":"b","into":"frozen"},"id":1})"},
   };
   for (const Case& c : cases) {
     std::vector<std::string> line = {"--socket", "/s"};

@@ -74,31 +74,6 @@ std::vector<std::string> VolumeRow(const json& volume) {
   };
 }
 
-// Renders rows as columns two spaces apart; `right[i]` right-aligns column i.
-// The last column is never padded, so lines carry no trailing blanks.
-std::string RenderTable(const std::vector<std::vector<std::string>>& rows,
-                        const std::vector<bool>& right) {
-  std::vector<std::size_t> widths(right.size(), 0);
-  for (const auto& row : rows) {
-    for (std::size_t i = 0; i < row.size(); ++i) widths[i] = std::max(widths[i], row[i].size());
-  }
-  std::string out;
-  for (const auto& row : rows) {
-    std::string line;
-    for (std::size_t i = 0; i < row.size(); ++i) {
-      const bool last = i + 1 == row.size();
-      const std::string pad(widths[i] - row[i].size(), ' ');
-      if (right[i]) {
-        line += pad + row[i];
-      } else {
-        line += last ? row[i] : row[i] + pad;
-      }
-      if (!last) line += "  ";
-    }
-    out += line + "\n";
-  }
-  return out;
-}
 
 std::string SnapshotPairs(const Request& request) {
   auto pair_text = [](const json& pair) {
@@ -143,6 +118,30 @@ std::string GrowConfirmation(const Request& request, const json& result) {
 }
 
 }  // namespace
+
+std::string RenderTable(const std::vector<std::vector<std::string>>& rows,
+                        const std::vector<bool>& right) {
+  std::vector<std::size_t> widths(right.size(), 0);
+  for (const auto& row : rows) {
+    for (std::size_t i = 0; i < row.size(); ++i) widths[i] = std::max(widths[i], row[i].size());
+  }
+  std::string out;
+  for (const auto& row : rows) {
+    std::string line;
+    for (std::size_t i = 0; i < row.size(); ++i) {
+      const bool last = i + 1 == row.size();
+      const std::string pad(widths[i] - row[i].size(), ' ');
+      if (right[i]) {
+        line += pad + row[i];
+      } else {
+        line += last ? row[i] : row[i] + pad;
+      }
+      if (!last) line += "  ";
+    }
+    out += line + "\n";
+  }
+  return out;
+}
 
 std::string HumanSize(std::uint64_t bytes) {
   std::size_t unit = 0;

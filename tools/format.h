@@ -10,6 +10,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -24,6 +25,10 @@ std::string HumanSize(std::uint64_t bytes);
 // `part` as a percentage of `whole` with one decimal: "6.3%" ("0.0%" when
 // whole is 0).
 std::string Percent(std::uint64_t part, std::uint64_t whole);
+
+// Renders rows as columns two spaces apart; `right[i]` right-aligns column i.
+// The last column is never padded, so lines carry no trailing blanks.
+std::string RenderTable(const std::vector<std::vector<std::string>>& rows, const std::vector<bool>& right);
 
 // The key/value block printed by `thinsim status` for a pool object.
 std::string FormatStatus(const nlohmann::json& pool);
