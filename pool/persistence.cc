@@ -336,8 +336,7 @@ uint64_t Pool::CaptureTxnLocked(std::string* records) {
   metadata::AppendRefcounts(records, counts);
   txn_records_.clear();
   dirty_pool_ = false;
-  committing_.insert(committing_.end(), freed_in_txn_.begin(), freed_in_txn_.end());
-  freed_in_txn_.clear();
+  freed_.CaptureForCommit();
   return number;
 }
 
@@ -349,17 +348,14 @@ void Pool::FinishCommitLocked(const Status& s, uint64_t number) {
     read_only_reason_ = "metadata commit failed: " + s.message();
     SetModeLocked(PoolMode::kFail);
     changes_refused_ = true;
-    committing_.clear();
+    freed_.FinishCommit(/*ok=*/false);
     space_freed_.notify_all();  // allocations waiting for them fail now
     return;
   }
   commits_succeeded_.store(number);
   // The transaction that freed these blocks is durable: they may be reused
   // once discarded.
-  if (committing_.empty()) return;
-  to_discard_.insert(to_discard_.end(), committing_.begin(), committing_.end());
-  committing_.clear();
-  discards_pending_.store(true, std::memory_order_release);
+  freed_.FinishCommit(/*ok=*/true);
 }
 
 Status Pool::SyncAndLog(const std::string& records) {

@@ -168,7 +168,7 @@ size_t Pool::MetadataMemoryUsage() const {
   size_t bytes = space_map_->MemoryUsage() + guarantors_.capacity() * sizeof(uint32_t);
   std::unordered_set<const Chunk*> counted;  // a chunk shared by snapshots counts once
   for (const auto& [id, v] : volumes_) bytes += sizeof(Volume) + v->map->MemoryUsage(&counted);
-  bytes += (freed_in_txn_.capacity() + committing_.capacity() + to_discard_.capacity()) * sizeof(dblock_t);
+  bytes += freed_.MemoryUsage();
   return bytes;
 }
 

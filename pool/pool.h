@@ -59,6 +59,7 @@
 #include "base/types.h"
 #include "env/env.h"
 #include "metadata/pool_dir.h"
+#include "pool/freed_blocks.h"
 #include "pool/request_observer.h"
 #include "pool/space_policy.h"
 
@@ -306,7 +307,7 @@ class Pool {
   // REQUIRES: commit_mu_ held, meta_mu_ not held.
   Status CommitConcurrently();
   // Encodes the open transaction into `records`, starts a new one, and
-  // moves the blocks it freed to committing_. Returns the commit's number.
+  // moves the blocks it freed to the committing step. Returns the commit's number.
   uint64_t CaptureTxnLocked(std::string* records);
   // Data first, then the log: a committed mapping must never point at
   // unwritten data. Empty `records`: only the data sync (a FLUSH).
@@ -404,29 +405,22 @@ class Pool {
   // Volume::unshared_in_txn).
   bool InPlaceNeedsCommit(const Volume& v) const;
   void ReleaseVolumeLocked(Volume& v);
-  // ---- Freed blocks (freeing.cc) ----
-  // A block whose count reaches zero goes back to the free set in steps:
-  // freed_in_txn_ (persistent pools: until the transaction that freed it
-  // commits) -> committing_ (while that commit runs) -> to_discard_ ->
-  // discarded with no lock held -> free. Every step counts as free space
+  // ---- Freed blocks (freeing.cc, freed_blocks.h) ----
+  // A block whose count reaches zero goes through the steps of FreedBlocks
+  // before it is allocatable again; every step counts as free space
   // (FreeLocked), so admission sees it at once; only allocation waits.
   // Takes the blocks released since the last call; wakes queued writers.
   void RecycleLocked();
-  // Discards to_discard_ with no pool lock held, then frees the blocks, so
-  // that deleting a volume of many blocks does not stall other requests.
+  // Discards the blocks waiting for it with no pool lock held, then frees
+  // them, so that deleting a volume of many blocks does not stall other
+  // requests.
   // REQUIRES: no meta_mu_ or map_mu held. Cheap when there is nothing to do.
   void DiscardFreedBlocks();
   // The same under meta_mu_ (exclusive): an allocation needs them now.
   void DiscardFreedBlocksLocked();
-  // Moves to_discard_ to the caller, counting it in discarding_ until
-  // RecycleDiscardedLocked.
-  std::vector<dblock_t> TakeDiscardsLocked();
-  // Discards `blocks` in runs; returns those it discarded (a failed discard
-  // leaves old bytes, so such a block is never reused).
-  std::vector<dblock_t> DiscardRuns(std::vector<dblock_t> blocks);
+  // Puts a discarded batch of `taken` blocks (those in `blocks` discarded
+  // right) back in the space map.
   void RecycleDiscardedLocked(const std::vector<dblock_t>& blocks, uint64_t taken);
-  // Freed blocks that are not allocatable yet.
-  uint64_t PendingFreeLocked() const;
   // Runs DiscardFreedBlocks when the enclosing operation ends. Declared
   // before any lock, it runs after they are all released.
   class DiscardAtExit;
@@ -466,12 +460,8 @@ class Pool {
   std::set<std::pair<uint64_t, size_t>> dirty_chunks_;
   bool dirty_pool_ = false;
   // Blocks freed and not yet allocatable; see RecycleLocked.
-  std::vector<dblock_t> freed_in_txn_;
-  std::vector<dblock_t> committing_;
-  std::vector<dblock_t> to_discard_;
-  uint64_t discarding_ = 0;  // taken by DiscardFreedBlocks
-  // to_discard_ is not empty: read without the lock by DiscardFreedBlocks.
-  std::atomic<bool> discards_pending_{false};
+  // discards_pending() is read without the lock by DiscardFreedBlocks.
+  FreedBlocks freed_;
   // Blocks allocated by requests that have not installed them yet: a
   // commit records them as free, since no committed mapping uses them.
   std::unordered_set<dblock_t> in_flight_;

@@ -57,11 +57,11 @@ Status Pool::TEST_CheckCounters() const {
     if (space_map_->RefCount(static_cast<dblock_t>(b)) > 0) ++used;
   }
   // Blocks freed since the last commit stay used until it (persistent pools).
-  if (used != chunk_refs.size() || used + PendingFreeLocked() != space_map_->nr_used()) {
+  if (used != chunk_refs.size() || used + freed_.pending() != space_map_->nr_used()) {
     return Status::Corruption("used blocks: " + std::to_string(space_map_->nr_used()) +
                               " counted, " + std::to_string(used) + " referenced, " +
                               std::to_string(chunk_refs.size()) + " mapped, " +
-                              std::to_string(PendingFreeLocked()) + " freed, not yet reusable");
+                              std::to_string(freed_.pending()) + " freed, not yet reusable");
   }
   // Reservations: g(b) from every owner's guarantee, then the SPEC formula.
   std::unordered_map<dblock_t, uint64_t> guarantors;

@@ -137,9 +137,9 @@ Status Pool::AllocateBlocks(std::unique_lock<std::shared_mutex>& lock, const Vol
     if (fits()) {
       if (space_map_->nr_free() >= n) break;
       // There is room, but some of it is freed blocks not allocatable yet.
-      if (!to_discard_.empty()) {
+      if (freed_.has_discards()) {
         DiscardFreedBlocksLocked();
-      } else if (!freed_in_txn_.empty() && commit_mu_.try_lock()) {
+      } else if (freed_.has_uncommitted() && commit_mu_.try_lock()) {
         // Blocks freed since the last commit become allocatable by
         // committing, as dm-thin commits when it runs out of free blocks.
         std::lock_guard<std::mutex> serial(commit_mu_, std::adopt_lock);
