@@ -117,7 +117,7 @@ Status Pool::OpenDir(const PoolOptions& options, std::unique_ptr<metadata::PoolD
     Pool& p = **out;
     p.space_map_ = std::make_unique<SpaceMap>(nr_blocks);
     p.space_map_->set_track_changes(true);
-    p.guarantors_.assign(nr_blocks, 0);
+    p.reservations_.Reset(nr_blocks);
     std::string checkpoint;
     p.EncodeCheckpointLocked(&checkpoint);
     return metadata::Journal::Create(o.dir, checkpoint, &p.journal_, o.env);
@@ -145,7 +145,7 @@ Status Pool::OpenDir(const PoolOptions& options, std::unique_ptr<metadata::PoolD
   out->reset(new Pool(o, std::move(store), std::move(dir_lock)));
   Pool& p = **out;
   p.space_map_ = std::make_unique<SpaceMap>(nr_blocks);
-  p.guarantors_.assign(nr_blocks, 0);
+  p.reservations_.Reset(nr_blocks);
   {
     std::unique_lock lock(p.meta_mu_);
     THINSIM_RETURN_IF_ERROR(p.LoadImageLocked(image));
@@ -220,8 +220,7 @@ Status Pool::LoadImageLocked(const metadata::Image& image) {
 }
 
 void Pool::RebuildCountersLocked() {
-  std::fill(guarantors_.begin(), guarantors_.end(), 0);
-  reserved_ = 0;
+  reservations_.Reset(space_map_->nr_blocks());
   for (auto& entry : volumes_) {
     Volume* v = entry.second.get();  // not a structured binding: clang 14 cannot capture one
     v->nr_mapped = v->nr_exclusive = v->nr_provisioned = 0;
@@ -233,11 +232,11 @@ void Pool::RebuildCountersLocked() {
         ++v->nr_mapped;
         if (prov) ++v->nr_provisioned;
         if (c->refs() == 1 && c->sole(i)) ++v->nr_exclusive;
-        guarantors_[b] += g.Covers(prov);
+        reservations_.CountGuarantor(b, g.Covers(prov));
       });
     }
   }
-  for (auto& [id, v] : volumes_) reserved_ += static_cast<int64_t>(UnmappedNeedLocked(*v));
+  for (auto& [id, v] : volumes_) reservations_.Add(static_cast<int64_t>(UnmappedNeedLocked(*v)));
   std::vector<bool> seen(space_map_->nr_blocks(), false);
   for (auto& entry : volumes_) {
     Volume* v = entry.second.get();
@@ -248,7 +247,8 @@ void Pool::RebuildCountersLocked() {
       c->ForEach([&](uint32_t i, dblock_t b, bool) {
         if (seen[b]) return;
         seen[b] = true;
-        reserved_ += Need(OwnersLocked(v->family, base + i, b, c), guarantors_[b]);
+        reservations_.Add(Reservations::Need(OwnersLocked(v->family, base + i, b, c),
+                                             reservations_.guarantors(b)));
       });
     }
   }

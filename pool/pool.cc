@@ -82,7 +82,7 @@ Status Pool::Open(const PoolOptions& o, std::unique_ptr<Pool>* out) {
   }
   out->reset(new Pool(o, std::move(store), nullptr));
   (*out)->space_map_ = std::make_unique<SpaceMap>(nr_blocks);
-  (*out)->guarantors_.assign(nr_blocks, 0);
+  (*out)->reservations_.Reset(nr_blocks);
   return Status::OK();
 }
 
@@ -134,7 +134,7 @@ PoolInfo Pool::QueryPool() const {
   info.total_blocks = space_map_->nr_blocks();
   info.free_blocks = FreeLocked();
   info.used_blocks = info.total_blocks - info.free_blocks;
-  info.reserved_blocks = static_cast<uint64_t>(reserved_);
+  info.reserved_blocks = static_cast<uint64_t>(reservations_.reserved());
   info.mode = space_policy_.mode();
   info.when_full = options_.when_full;
   info.low_water_percent = options_.low_water_percent;
@@ -165,7 +165,7 @@ std::string Pool::DefaultVolumeName() const {
 
 size_t Pool::MetadataMemoryUsage() const {
   std::shared_lock lock(meta_mu_);
-  size_t bytes = space_map_->MemoryUsage() + guarantors_.capacity() * sizeof(uint32_t);
+  size_t bytes = space_map_->MemoryUsage() + reservations_.MemoryUsage();
   std::unordered_set<const Chunk*> counted;  // a chunk shared by snapshots counts once
   for (const auto& [id, v] : volumes_) bytes += sizeof(Volume) + v->map->MemoryUsage(&counted);
   bytes += freed_.MemoryUsage();
@@ -203,7 +203,7 @@ Status Pool::CreateVolume(std::string_view name, uint64_t size, std::optional<St
     return Status::Exists("a volume named '" + std::string(name) + "' already exists");
   }
   // A new volume is inactive: only `full` guarantees (all of) it already.
-  if (GuaranteeFor(s, false, false).all) {
+  if (Reservations::GuaranteeFor(s, false, false).all) {
     THINSIM_RETURN_IF_ERROR(AdmitLocked(static_cast<int64_t>(BlocksFor(size, block_size_)),
                                         "volume '" + std::string(name) + "' (strategy full)"));
   }
@@ -215,7 +215,7 @@ Status Pool::CreateVolume(std::string_view name, uint64_t size, std::optional<St
   v->strategy = s;
   v->map = std::make_unique<MappingTable>(BlocksFor(size, block_size_));
   families_[v->family].push_back(v.get());
-  reserved_ += static_cast<int64_t>(UnmappedNeedLocked(*v));
+  reservations_.Add(static_cast<int64_t>(UnmappedNeedLocked(*v)));
   NoteVolumeLocked(*v);
   names_.emplace(v->name, v->id);
   volumes_.emplace(v->id, std::move(v));
@@ -257,7 +257,7 @@ Status Pool::DeleteVolume(std::string_view name) {
 // Drops every mapping of `v` and removes it from the tables.
 void Pool::ReleaseVolumeLocked(Volume& v) {
   OwnerChangeLocked(v, GuaranteeOfLocked(v), /*leave=*/true, /*apply=*/true);
-  reserved_ -= static_cast<int64_t>(UnmappedNeedLocked(v));
+  reservations_.Add(-static_cast<int64_t>(UnmappedNeedLocked(v)));
   auto& family = families_[v.family];
   family.erase(std::find(family.begin(), family.end(), &v));
   for (size_t idx = 0; idx < v.map->nr_chunks(); ++idx) {
@@ -350,7 +350,7 @@ Status Pool::ResizeMapLocked(Volume& v, vblock_t new_blocks) {
     RecycleLocked();
   }
   v.map->Resize(new_blocks);
-  if (all) reserved_ += added;
+  if (all) reservations_.Add(added);
   return Status::OK();
 }
 
@@ -399,7 +399,7 @@ Status Pool::CreateSnapshots(const std::vector<SnapshotRequest>& requests, bool 
     // Admission first: the snapshot's new ownership of every block, and its
     // own unmapped guarantee. All-or-nothing: a refusal undoes the
     // snapshots made so far in this call, which restores every counter.
-    Guarantee gs = GuaranteeFor(o->strategy, read_only, /*active=*/false);
+    Guarantee gs = Reservations::GuaranteeFor(o->strategy, read_only, /*active=*/false);
     const int64_t owner_delta = OwnerChangeLocked(*o, gs, /*leave=*/false, /*apply=*/false);
     int64_t delta = owner_delta;
     if (gs.all) delta += static_cast<int64_t>(o->map->nr_vblocks() - o->nr_mapped);
@@ -414,7 +414,7 @@ Status Pool::CreateSnapshots(const std::vector<SnapshotRequest>& requests, bool 
     } else {
       // The snapshot guarantees none of the blocks, so no g(b) changes: the
       // walk above was the whole change (one walk, not two).
-      reserved_ += owner_delta;
+      reservations_.Add(owner_delta);
     }
     auto s = std::make_shared<Volume>();
     s->id = next_volume_id_++;
@@ -431,7 +431,7 @@ Status Pool::CreateSnapshots(const std::vector<SnapshotRequest>& requests, bool 
     s->nr_exclusive = 0;
     o->nr_exclusive = 0;
     families_[s->family].push_back(s.get());
-    reserved_ += static_cast<int64_t>(UnmappedNeedLocked(*s));
+    reservations_.Add(static_cast<int64_t>(UnmappedNeedLocked(*s)));
     created.push_back(s.get());
     names_.emplace(s->name, s->id);
     volumes_.emplace(s->id, std::move(s));
@@ -451,7 +451,7 @@ Status Pool::Grow(uint64_t new_size) {
   }
   THINSIM_RETURN_IF_ERROR(store_->Grow(nr_blocks));
   space_map_->Grow(nr_blocks);
-  guarantors_.resize(nr_blocks, 0);
+  reservations_.Grow(nr_blocks);
   dirty_pool_ = true;
   RecycleLocked();
   return Status::OK();
@@ -493,8 +493,8 @@ void Pool::MapFreshLocked(Volume& v, vblock_t vb, dblock_t b, bool provisioned) 
   UnmapLocked(v, vb);
   // A fresh block has one owner: need(b) = 0 whether or not v guarantees it.
   Guarantee g = GuaranteeOfLocked(v);
-  guarantors_[b] = g.Covers(provisioned);
-  if (g.all) --reserved_;  // the vblock is no longer an unmapped guaranteed one
+  reservations_.SetFresh(b, g.Covers(provisioned));
+  if (g.all) reservations_.Add(-1);  // the vblock is no longer an unmapped guaranteed one
   Chunk& c = v.map->MutableChunk(vb, space_map_.get());
   c.Set(vb & (kChunkSize - 1), b, provisioned);
   c.SetSole(vb & (kChunkSize - 1), true);  // a fresh block: count 1
@@ -509,14 +509,12 @@ void Pool::UnmapLocked(Volume& v, vblock_t vb) {
   if (e.dblock == kNoDblock) return;
   // v stops owning the block (and guaranteeing it, if it did).
   Guarantee g = GuaranteeOfLocked(v);
-  uint32_t gv = g.Covers(e.provisioned);
-  uint32_t& gb = guarantors_[e.dblock];
-  if (gb > 0) {  // else need(b) is 0 before and after: skip the owner count
+  // Nobody guarantees it: need(b) is 0 before and after; skip the owner count.
+  if (reservations_.guarantors(e.dblock) > 0) {
     uint32_t owners = OwnersLocked(v.family, vb, e.dblock, nullptr);
-    reserved_ += Need(owners - 1, gb - gv) - Need(owners, gb);
-    gb -= gv;
+    reservations_.ChangeOwner(e.dblock, owners, g.Covers(e.provisioned), /*leave=*/true, /*apply=*/true);
   }
-  if (g.all) ++reserved_;  // an unmapped guaranteed vblock needs one block
+  if (g.all) reservations_.Add(1);  // an unmapped guaranteed vblock needs one block
   Chunk& c = v.map->MutableChunk(vb, space_map_.get());  // now private: refs 1
   bool was_exclusive = c.sole(vb & (kChunkSize - 1));  // c is private now
   c.Clear(vb & (kChunkSize - 1));
@@ -567,7 +565,8 @@ void Pool::DropBlockRefLocked(uint64_t family, vblock_t vb, dblock_t b) {
 }
 
 void Pool::LeaveOutOfSpaceIfRoomLocked() {
-  std::optional<PoolEvent> e = space_policy_.LeaveOutOfSpaceIfRoom(FreeLocked(), reserved_, space_map_->nr_blocks());
+  std::optional<PoolEvent> e =
+      space_policy_.LeaveOutOfSpaceIfRoom(FreeLocked(), reservations_.reserved(), space_map_->nr_blocks());
   if (e) dirty_pool_ = true;
   PublishLocked(e);
 }

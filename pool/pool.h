@@ -61,6 +61,7 @@
 #include "metadata/pool_dir.h"
 #include "pool/freed_blocks.h"
 #include "pool/request_observer.h"
+#include "pool/reservations.h"
 #include "pool/space_policy.h"
 
 namespace thinsim {
@@ -352,21 +353,10 @@ class Pool {
   Status MoveData(const std::vector<Step>& steps);
   void InstallLocked(Volume& v, const std::vector<Step>& steps);
 
-  // ---- Reservations (reservation.cc) ----
+  // ---- Reservations (reservation.cc, reservations.h) ----
   // Which vblocks a volume guarantees (SPEC section 5).
-  struct Guarantee {
-    bool all = false;          // every vblock (full, or volume while active)
-    bool provisioned = false;  // provisioned vblocks (provision)
-    bool Covers(bool entry_provisioned) const { return all || (provisioned && entry_provisioned); }
-  };
+  using Guarantee = Reservations::Guarantee;
   Guarantee GuaranteeOfLocked(const Volume& v) const;
-  // need(b) of SPEC section 5 for a block with these owners and guarantors.
-  static int64_t Need(uint64_t owners, uint64_t guarantors) {
-    if (guarantors == 0) return 0;
-    return owners > guarantors ? guarantors : guarantors - 1;
-  }
-  // As GuaranteeOfLocked, for a volume in a hypothetical state.
-  static Guarantee GuaranteeFor(Strategy s, bool read_only, bool active);
   // Number of volumes owning `b`, mapped at `vb` in `family`. `known`, if
   // given, is a chunk that maps b (a fast path when it is the only one).
   uint32_t OwnersLocked(uint64_t family, vblock_t vb, dblock_t b, const Chunk* known) const;
@@ -375,7 +365,8 @@ class Pool {
   // Changes v's guarantee from `from` to `to`: with apply=false only
   // returns the change in reserved blocks; with apply=true also makes it.
   int64_t ChangeGuaranteeLocked(Volume& v, Guarantee from, Guarantee to, bool apply);
-  // Checks that `delta` more reserved blocks fit: reserved <= free.
+  // Checks that `delta` more reserved blocks fit: reserved <= free
+  // (Reservations::Admit over FreeLocked).
   Status AdmitLocked(int64_t delta, const std::string& what) const;
   // Change in reserved blocks if a new owner with guarantee `g` joined (or,
   // with leave, the owner left) every block of v.
@@ -448,10 +439,9 @@ class Pool {
   std::unique_ptr<SpaceMap> space_map_;
   // Pool mode, low water and when-full queueing (space_policy.h).
   SpacePolicy space_policy_;
-  // Guaranteeing owners per dblock, g(b) of SPEC section 5.
-  std::vector<uint32_t> guarantors_;
-  // Sum of need(b) over blocks plus the unmapped guaranteed vblocks.
-  int64_t reserved_ = 0;
+  // g(b) of SPEC section 5 per dblock and the reserved blocks, kept exact
+  // by every mapping change.
+  Reservations reservations_;
   std::function<void(const PoolEvent&)> event_handler_;
   // The current metadata transaction (persistent pools): records of
   // volume changes in order, chunks changed since, pool attributes changed.

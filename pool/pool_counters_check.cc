@@ -76,27 +76,28 @@ Status Pool::TEST_CheckCounters() const {
     }
   }
   for (const auto& [b, o] : owners) {
-    if (guarantors_[b] != guarantors[b]) {
+    if (reservations_.guarantors(b) != guarantors[b]) {
       return Status::Corruption("dblock " + std::to_string(b) + " has " +
-                                std::to_string(guarantors_[b]) + " guarantors counted, " +
+                                std::to_string(reservations_.guarantors(b)) + " guarantors counted, " +
                                 std::to_string(guarantors[b]) + " walked");
     }
-    reserved += Need(o, guarantors[b]);
+    reserved += Reservations::Need(o, guarantors[b]);
   }
-  if (reserved != reserved_) {
-    return Status::Corruption("reserved blocks: " + std::to_string(reserved_) + " counted, " +
+  const int64_t counted = reservations_.reserved();
+  if (reserved != counted) {
+    return Status::Corruption("reserved blocks: " + std::to_string(counted) + " counted, " +
                               std::to_string(reserved) + " walked");
   }
-  if (reserved_ > static_cast<int64_t>(FreeLocked())) {
-    return Status::Corruption("reserved " + std::to_string(reserved_) + " > free " +
+  if (counted > static_cast<int64_t>(FreeLocked())) {
+    return Status::Corruption("reserved " + std::to_string(counted) + " > free " +
                               std::to_string(FreeLocked()));
   }
   uint64_t reserved_by_volumes = 0;
   for (const auto& [id, v] : volumes_) reserved_by_volumes += VolumeReservedLocked(*v);
-  if (static_cast<int64_t>(reserved_by_volumes) != reserved_) {
+  if (static_cast<int64_t>(reserved_by_volumes) != counted) {
     return Status::Corruption("per-volume reserved blocks add up to " +
                               std::to_string(reserved_by_volumes) + ", pool has " +
-                              std::to_string(reserved_));
+                              std::to_string(counted));
   }
   for (const auto& [id, v] : volumes_) {
     uint64_t mapped = 0, exclusive = 0, provisioned = 0;

@@ -101,16 +101,15 @@ void Pool::PlanLocked(const Volume& v, vblock_t vb, uint32_t off, uint32_t len, 
 
 // ---- Allocation -------------------------------------------------------------
 
-// What installing `st` will do to reserved_: a guaranteed hole stops
-// needing its block; a shared block loses v as an owner.
+// What installing `st` will do to the reserved blocks: a guaranteed hole
+// stops needing its block; a shared block loses v as an owner.
 int64_t Pool::StepReservedDeltaLocked(const Volume& v, const Step& st) const {
   Guarantee g = GuaranteeOfLocked(v);
   if (st.kind == Step::kFresh) return g.all ? -1 : 0;
-  uint32_t gb = guarantors_[st.old];
-  if (gb == 0) return 0;  // nobody guarantees it: need(b) is 0 before and after
+  // Nobody guarantees it: need(b) is 0 before and after.
+  if (reservations_.guarantors(st.old) == 0) return 0;
   uint32_t owners = OwnersLocked(v.family, st.vb, st.old, nullptr);
-  uint32_t gv = g.Covers(st.old_provisioned);
-  return Need(owners - 1, gb - gv) - Need(owners, gb);
+  return reservations_.OwnerDelta(st.old, owners, g.Covers(st.old_provisioned), /*leave=*/true);
 }
 
 // Takes one block for each step that needs one. The request fits when,
@@ -129,7 +128,7 @@ Status Pool::AllocateBlocks(std::unique_lock<std::shared_mutex>& lock, const Vol
       if (st.needs_block()) delta += StepReservedDeltaLocked(v, st);
     }
     int64_t free_after = static_cast<int64_t>(FreeLocked()) - static_cast<int64_t>(n);
-    return free_after >= 0 && reserved_ + delta <= free_after;
+    return free_after >= 0 && reservations_.reserved() + delta <= free_after;
   };
   for (;;) {
     // A commit may have failed while this request waited.
@@ -175,7 +174,8 @@ Status Pool::AllocateBlocks(std::unique_lock<std::shared_mutex>& lock, const Vol
       space_freed_.notify_all();  // the other queued writes fail now too
     }
     uint64_t free = FreeLocked();
-    uint64_t unreserved = free > static_cast<uint64_t>(reserved_) ? free - reserved_ : 0;
+    const int64_t reserved = reservations_.reserved();
+    uint64_t unreserved = free > static_cast<uint64_t>(reserved) ? free - reserved : 0;
     return Status::NoSpace("pool out of data space: need " + std::to_string(n) + " block(s), " +
                            std::to_string(free) + " free, " + std::to_string(unreserved) +
                            " of them unreserved" +
@@ -186,7 +186,7 @@ Status Pool::AllocateBlocks(std::unique_lock<std::shared_mutex>& lock, const Vol
   for (Step& st : *steps) {
     if (!st.needs_block()) continue;
     st.reserved_delta = StepReservedDeltaLocked(v, st);
-    reserved_ += st.reserved_delta;
+    reservations_.Add(st.reserved_delta);
     st.fresh = space_map_->Allocate();
     if (journal_) in_flight_.insert(st.fresh);
   }
@@ -215,7 +215,7 @@ Status Pool::MoveData(const std::vector<Step>& steps) {
 void Pool::InstallLocked(Volume& v, const std::vector<Step>& steps) {
   for (const Step& st : steps) {
     if (st.kind != Step::kInPlace) {
-      reserved_ -= st.reserved_delta;  // counted at allocation; the change below makes it
+      reservations_.Add(-st.reserved_delta);  // counted at allocation; the change below makes it
       MapFreshLocked(v, st.vb, st.fresh, st.provision || st.old_provisioned);
       if (journal_) {
         in_flight_.erase(st.fresh);
@@ -233,9 +233,7 @@ void Pool::InstallLocked(Volume& v, const std::vector<Step>& steps) {
     uint32_t gv_before = g.Covers(false), gv_after = g.Covers(true);
     if (gv_after != gv_before) {
       uint32_t owners = OwnersLocked(v.family, st.vb, e.dblock, nullptr);
-      uint32_t& gb = guarantors_[e.dblock];
-      reserved_ += Need(owners, gb + 1) - Need(owners, gb);
-      ++gb;
+      reservations_.ChangeGuarantor(e.dblock, owners, /*from=*/false, /*to=*/true, /*apply=*/true);
     }
   }
 }
@@ -385,7 +383,7 @@ Status Pool::ApplyHeld(Volume& v, const Span& span, Intent intent, const uint8_t
   if (!moved.ok()) {
     for (const Step& st : steps) {
       if (!st.needs_block()) continue;
-      reserved_ -= st.reserved_delta;
+      reservations_.Add(-st.reserved_delta);
       in_flight_.erase(st.fresh);
       space_map_->Dec(st.fresh);
     }
