@@ -27,6 +27,8 @@ class CAPABILITY("mutex") Mutex {
 
   void Lock() ACQUIRE() { mu_.lock(); }
   void Unlock() RELEASE() { mu_.unlock(); }
+  // Takes the lock if it is free; true when it did.
+  bool TryLock() TRY_ACQUIRE(true) { return mu_.try_lock(); }
   // Tells the analysis that the caller holds the lock (where it cannot see
   // that, e.g. in a callback run under it). Checks nothing at run time.
   void AssertHeld() const ASSERT_CAPABILITY(this) {}

@@ -411,7 +411,7 @@ Status Pool::Commit() {
   // Group commit: a commit captured after this call began covers every
   // request completed before it, data and metadata.
   const uint64_t wanted = commits_captured_.load() + 1;
-  std::lock_guard<std::mutex> serial(commit_mu_);
+  MutexLock serial(&commit_mu_);
   if (commits_succeeded_.load() >= wanted) return Status::OK();
   return CommitConcurrently();
 }

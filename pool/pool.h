@@ -30,7 +30,8 @@
 //     that changes the volume's data or mapping, and exclusively by snapshot,
 //     resize and delete of that volume, so a snapshot is a point-in-time
 //     image. Reads do not take it: they never wait for a snapshot.
-//   - commit_mu_ serialises metadata commits (persistence.cc).
+//   - commit_mu_ (Mutex) serialises metadata commits (persistence.cc):
+//     capturing, syncing and finishing a commit REQUIRE it.
 // Lock order: io_gate (several: by volume id) -> RangeLock -> commit_mu_ ->
 // meta_mu_ -> a volume's map_mu.
 #ifndef THINSIM_POOL_POOL_H_
@@ -244,7 +245,7 @@ class Pool {
   // a metadata commit.
   Status Flush();
   // Commits metadata changes (no-op for an in-memory pool).
-  Status Commit();
+  Status Commit() EXCLUDES(commit_mu_);
   // Commits every `seconds` from a background thread while changes are
   // pending (SPEC commit-interval). Stop before destruction.
   void StartCommitter(uint32_t seconds);
@@ -302,19 +303,19 @@ class Pool {
   // which must see the state stand still, and for an allocation that needs
   // the blocks the transaction freed.
   // REQUIRES: meta_mu_ exclusive and commit_mu_ held.
-  Status CommitLocked();
+  Status CommitLocked() REQUIRES(commit_mu_);
   // Commits holding meta_mu_ only to capture the transaction and to finish:
   // requests go on while the data and the log are synced.
   // REQUIRES: commit_mu_ held, meta_mu_ not held.
-  Status CommitConcurrently();
+  Status CommitConcurrently() REQUIRES(commit_mu_);
   // Encodes the open transaction into `records`, starts a new one, and
   // moves the blocks it freed to the committing step. Returns the commit's number.
-  uint64_t CaptureTxnLocked(std::string* records);
+  uint64_t CaptureTxnLocked(std::string* records) REQUIRES(commit_mu_);
   // Data first, then the log: a committed mapping must never point at
   // unwritten data. Empty `records`: only the data sync (a FLUSH).
-  Status SyncAndLog(const std::string& records);
+  Status SyncAndLog(const std::string& records) REQUIRES(commit_mu_);
   // After SyncAndLog of commit `number`.
-  void FinishCommitLocked(const Status& s, uint64_t number);
+  void FinishCommitLocked(const Status& s, uint64_t number) REQUIRES(commit_mu_);
   // IOError once a commit has failed.
   Status RefuseIfFailedLocked() const;
   Status RefuseIfReadOnlyLocked() const;
@@ -460,10 +461,10 @@ class Pool {
   // metadata lock by the write path.
   std::atomic<bool> changes_refused_{false};
 
-  // Serialises commits, so transactions reach the log in capture order.
-  // Lock order: commit_mu_ -> meta_mu_ (an allocation holding meta_mu_ only
-  // ever try_locks it).
-  std::mutex commit_mu_;
+  // Serialises commits, so transactions reach the log in capture order:
+  // capture, sync and finish all require it. Lock order: commit_mu_ ->
+  // meta_mu_ (an allocation holding meta_mu_ only ever TryLocks it).
+  Mutex commit_mu_;
   // Commits numbered by capture; the last that succeeded. Read without a
   // lock by Commit: a commit captured after a caller arrived covers it.
   std::atomic<uint64_t> commits_captured_{0};

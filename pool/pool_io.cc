@@ -138,11 +138,12 @@ Status Pool::AllocateBlocks(std::unique_lock<std::shared_mutex>& lock, const Vol
       // There is room, but some of it is freed blocks not allocatable yet.
       if (freed_.has_discards()) {
         DiscardFreedBlocksLocked();
-      } else if (freed_.has_uncommitted() && commit_mu_.try_lock()) {
+      } else if (freed_.has_uncommitted() && commit_mu_.TryLock()) {
         // Blocks freed since the last commit become allocatable by
         // committing, as dm-thin commits when it runs out of free blocks.
-        std::lock_guard<std::mutex> serial(commit_mu_, std::adopt_lock);
-        THINSIM_RETURN_IF_ERROR(CommitLocked());
+        Status committed = CommitLocked();
+        commit_mu_.Unlock();
+        THINSIM_RETURN_IF_ERROR(committed);
       } else {
         // A commit or a discard running without the lock frees them soon
         // (and notifies; the timeout covers a commit that has yet to
