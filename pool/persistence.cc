@@ -430,39 +430,11 @@ std::string Pool::read_only_reason() const {
 }
 
 void Pool::StartCommitter(uint32_t seconds) {
-  if (!journal_ || seconds == 0 || committer_.joinable()) return;
-  {
-    MutexLock lock(&committer_mu_);
-    committer_stop_ = false;
-  }
-  committer_ = std::thread([this, seconds] { CommitterLoop(seconds); });
+  if (!journal_) return;
+  // A failed commit has already put the pool in fail mode.
+  committer_.Start(std::chrono::seconds(seconds), [this] { Commit(); });
 }
 
-void Pool::StopCommitter() {
-  if (!committer_.joinable()) return;
-  {
-    MutexLock lock(&committer_mu_);
-    committer_stop_ = true;
-  }
-  committer_cv_.SignalAll();
-  committer_.join();
-}
-
-void Pool::CommitterLoop(uint32_t seconds) {
-  while (!CommitterStopsWithin(std::chrono::seconds(seconds))) {
-    Commit();  // a failure has already put the pool in fail mode
-  }
-}
-
-bool Pool::CommitterStopsWithin(std::chrono::seconds period) {
-  MutexLock lock(&committer_mu_);
-  const auto deadline = std::chrono::steady_clock::now() + period;
-  while (!committer_stop_) {
-    auto now = std::chrono::steady_clock::now();
-    if (now >= deadline) return false;
-    committer_cv_.WaitFor(&committer_mu_, deadline - now);
-  }
-  return true;
-}
+void Pool::StopCommitter() { committer_.Stop(); }
 
 }  // namespace thinsim

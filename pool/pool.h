@@ -42,7 +42,6 @@
 #include <condition_variable>
 #include <mutex>
 #include <set>
-#include <thread>
 #include <functional>
 #include <cstdint>
 #include <map>
@@ -60,6 +59,7 @@
 #include "base/types.h"
 #include "env/env.h"
 #include "metadata/pool_dir.h"
+#include "pool/committer.h"
 #include "pool/freed_blocks.h"
 #include "pool/request_observer.h"
 #include "pool/reservations.h"
@@ -319,9 +319,6 @@ class Pool {
   // IOError once a commit has failed.
   Status RefuseIfFailedLocked() const;
   Status RefuseIfReadOnlyLocked() const;
-  void CommitterLoop(uint32_t seconds);
-  // Waits up to `period` for StopCommitter; true when it was called.
-  bool CommitterStopsWithin(std::chrono::seconds period) EXCLUDES(committer_mu_);
 
   // REQUIRES: meta_mu_ held (shared or exclusive).
   Volume* FindLocked(std::string_view name) const;
@@ -470,10 +467,8 @@ class Pool {
   std::atomic<uint64_t> commits_captured_{0};
   std::atomic<uint64_t> commits_succeeded_{0};
 
-  Mutex committer_mu_;
-  CondVar committer_cv_;  // with committer_mu_
-  bool committer_stop_ GUARDED_BY(committer_mu_) = false;
-  std::thread committer_;
+  // The commit timer's thread (StartCommitter).
+  Committer committer_;
   uint64_t next_volume_id_ = 1;
   std::map<uint64_t, std::shared_ptr<Volume>> volumes_;  // by id = creation order
   std::map<std::string, uint64_t, std::less<>> names_;
