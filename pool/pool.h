@@ -383,7 +383,8 @@ class Pool {
   // ResizeMapLocked, then v.size = size. REQUIRES: meta_mu_ exclusive.
   Status SetSizeLocked(Volume& v, uint64_t size);
 
-  // Mapping changes with exact counters. REQUIRES: meta_mu_ exclusive.
+  // Mapping changes with exact counters (mapping_changes.cc).
+  // REQUIRES: meta_mu_ exclusive.
   void MapFreshLocked(Volume& v, vblock_t vb, dblock_t b, bool provisioned);
   void UnmapLocked(Volume& v, vblock_t vb);
   void UnmapRangeLocked(Volume& v, vblock_t first, vblock_t last);
