@@ -92,13 +92,13 @@ void Pool::DropBlockRefLocked(uint64_t family, vblock_t vb, dblock_t b) {
 void Pool::LeaveOutOfSpaceIfRoomLocked() {
   std::optional<PoolEvent> e =
       space_policy_.LeaveOutOfSpaceIfRoom(FreeLocked(), reservations_.reserved(), space_map_->nr_blocks());
-  if (e) dirty_pool_ = true;
+  if (e) txn_.NotePool();
   PublishLocked(e);
 }
 
 void Pool::SetModeLocked(PoolMode mode) {
   std::optional<PoolEvent> e = space_policy_.SetMode(mode, FreeLocked(), space_map_->nr_blocks());
-  if (e) dirty_pool_ = true;  // the mode is stored with the pool
+  if (e) txn_.NotePool();  // the mode is stored with the pool
   PublishLocked(e);
 }
 

@@ -1,7 +1,7 @@
 // Pool: persistence. A persistent pool (PoolOptions::dir) keeps its data in
 // DIR/data and its metadata in a metadata::Journal. Changes are gathered
-// into one transaction (txn_records_ for volume changes, in order, and
-// dirty_chunks_ for mapping changes) and committed on FLUSH, FUA, the
+// into one Transaction (transaction.h: volume changes in order, mapping
+// changes as the chunks they touched) and committed on FLUSH, FUA, the
 // commit timer and control commands:
 //   1. the transaction is captured under meta_mu_ and a new one begins;
 //   2. with no pool lock held, the data file is synced (data before
@@ -257,34 +257,25 @@ void Pool::RebuildCountersLocked() {
 // ---- Recording a transaction ------------------------------------------------
 
 void Pool::NoteChunkLocked(const Volume& v, vblock_t vb) {
-  if (journal_) dirty_chunks_.emplace(v.id, vb >> kChunkShift);
+  if (journal_) txn_.NoteChunk(v.id, vb >> kChunkShift);
 }
 
-void Pool::MaterializeChunksLocked() {
-  for (const auto& [vid, idx] : dirty_chunks_) {
-    auto it = volumes_.find(vid);
-    if (it == volumes_.end() || idx >= it->second->map->nr_chunks()) continue;
-    metadata::AppendChunk(&txn_records_, ChunkRecordOf(vid, idx, it->second->map->chunk(idx), 0));
-  }
-  dirty_chunks_.clear();
+void Pool::EncodeChunkLocked(uint64_t volume_id, size_t index, std::string* out) const {
+  auto it = volumes_.find(volume_id);
+  if (it == volumes_.end() || index >= it->second->map->nr_chunks()) return;
+  metadata::AppendChunk(out, ChunkRecordOf(volume_id, index, it->second->map->chunk(index), 0));
 }
 
 void Pool::NoteVolumeLocked(const Volume& v) {
-  if (!journal_) return;
-  MaterializeChunksLocked();
-  metadata::AppendVolume(&txn_records_, RecordOf(v));
+  if (journal_) txn_.AppendVolume(RecordOf(v));
 }
 
 void Pool::NoteSnapshotLocked(const Volume& s) {
-  if (!journal_) return;
-  MaterializeChunksLocked();
-  metadata::AppendSnapshot(&txn_records_, metadata::SnapshotRecord{s.id, s.origin_id, s.name, s.read_only});
+  if (journal_) txn_.AppendSnapshot(metadata::SnapshotRecord{s.id, s.origin_id, s.name, s.read_only});
 }
 
 void Pool::NoteDeleteLocked(uint64_t id) {
-  if (!journal_) return;
-  MaterializeChunksLocked();
-  metadata::AppendDelete(&txn_records_, id);
+  if (journal_) txn_.AppendDelete(id);
 }
 
 void Pool::EncodeCheckpointLocked(std::string* out) const {
@@ -316,15 +307,14 @@ void Pool::EncodeCheckpointLocked(std::string* out) const {
 // ---- Committing -------------------------------------------------------------
 
 uint64_t Pool::CaptureTxnLocked(std::string* records) {
-  MaterializeChunksLocked();
+  txn_.MaterializeChunks();
   const uint64_t number = commits_captured_.load() + 1;
   commits_captured_.store(number);
   std::vector<dblock_t> changed = space_map_->TakeChanged();
-  if (txn_records_.empty() && changed.empty() && !dirty_pool_) return number;
-  if (dirty_pool_) {
-    metadata::AppendPool(records, block_size_, space_map_->nr_blocks(), static_cast<uint8_t>(space_policy_.mode()));
-  }
-  *records += txn_records_;
+  if (txn_.empty() && changed.empty()) return number;
+  txn_.TakeRecords(records, [this](std::string* out) {
+    metadata::AppendPool(out, block_size_, space_map_->nr_blocks(), static_cast<uint8_t>(space_policy_.mode()));
+  });
   std::vector<std::pair<uint32_t, uint32_t>> counts;
   counts.reserve(changed.size());
   for (dblock_t b : changed) {
@@ -334,8 +324,6 @@ uint64_t Pool::CaptureTxnLocked(std::string* records) {
   }
   std::sort(counts.begin(), counts.end());
   metadata::AppendRefcounts(records, counts);
-  txn_records_.clear();
-  dirty_pool_ = false;
   freed_.CaptureForCommit();
   return number;
 }

@@ -92,7 +92,10 @@ Pool::Pool(const PoolOptions& options, std::unique_ptr<DataStore> store,
     : block_size_(options.block_size), options_(options),
       store_(options.wrap_store ? options.wrap_store(std::move(store)) : std::move(store)),
       dir_lock_(std::move(dir_lock)),
-      space_policy_(options.when_full, options.low_water_percent) {}
+      space_policy_(options.when_full, options.low_water_percent),
+      txn_([this](uint64_t volume_id, size_t index, std::string* out) {
+        EncodeChunkLocked(volume_id, index, out);
+      }) {}
 
 Pool::~Pool() {
   StopCommitter();
@@ -458,7 +461,7 @@ Status Pool::Grow(uint64_t new_size) {
   THINSIM_RETURN_IF_ERROR(store_->Grow(nr_blocks));
   space_map_->Grow(nr_blocks);
   reservations_.Grow(nr_blocks);
-  dirty_pool_ = true;
+  txn_.NotePool();
   RecycleLocked();
   return Status::OK();
 }

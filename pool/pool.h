@@ -64,6 +64,7 @@
 #include "pool/request_observer.h"
 #include "pool/reservations.h"
 #include "pool/space_policy.h"
+#include "pool/transaction.h"
 
 namespace thinsim {
 
@@ -296,8 +297,8 @@ class Pool {
   void NoteVolumeLocked(const Volume& v);
   void NoteSnapshotLocked(const Volume& snapshot);
   void NoteDeleteLocked(uint64_t id);
-  // Appends the pending chunk records to the transaction.
-  void MaterializeChunksLocked();
+  // The open transaction's ChunkEncoder: the chunk's record as it is now.
+  void EncodeChunkLocked(uint64_t volume_id, size_t index, std::string* out) const;
   void EncodeCheckpointLocked(std::string* out) const;
   // Commits with every pool lock held across the syncs: for a checkpoint,
   // which must see the state stand still, and for an allocation that needs
@@ -445,9 +446,7 @@ class Pool {
   // The current metadata transaction (persistent pools): records of
   // volume changes in order, chunks changed since, pool attributes changed.
   std::unique_ptr<metadata::Journal> journal_;
-  std::string txn_records_;
-  std::set<std::pair<uint64_t, size_t>> dirty_chunks_;
-  bool dirty_pool_ = false;
+  Transaction txn_;
   // Blocks freed and not yet allocatable; see RecycleLocked.
   // discards_pending() is read without the lock by DiscardFreedBlocks.
   FreedBlocks freed_;
