@@ -15,24 +15,28 @@ void Pool::RecycleLocked() {
     // A persistent pool's last commit still maps them: reusable after the
     // next one (CaptureTxnLocked and FinishCommitLocked move them on).
     freed_.AddReleased(released, /*hold_until_commit=*/journal_ != nullptr);
-    space_freed_.notify_all();  // queued writers: there is room now
+    space_freed_.SignalAll();  // queued writers: there is room now
   }
   LeaveOutOfSpaceIfRoomLocked();
   CheckLowWaterLocked();
 }
 
+bool Pool::DiscardsPending() const NO_THREAD_SAFETY_ANALYSIS {
+  return freed_.discards_pending();  // an atomic: no lock needed
+}
+
 void Pool::DiscardFreedBlocks() {
-  if (!freed_.discards_pending()) return;
+  if (!DiscardsPending()) return;
   std::vector<dblock_t> batch;
   {
-    std::unique_lock lock(meta_mu_);
+    WriterLock lock(&meta_mu_);
     batch = freed_.TakeDiscards();
   }
   if (batch.empty()) return;
   const uint64_t taken = batch.size();
   // No lock: nothing maps these blocks and nothing can allocate them.
   std::vector<dblock_t> discarded = FreedBlocks::Discard(store_.get(), std::move(batch));
-  std::unique_lock lock(meta_mu_);
+  WriterLock lock(&meta_mu_);
   RecycleDiscardedLocked(discarded, taken);
 }
 
@@ -45,7 +49,7 @@ void Pool::DiscardFreedBlocksLocked() {
 void Pool::RecycleDiscardedLocked(const std::vector<dblock_t>& blocks, uint64_t taken) {
   freed_.DoneDiscarding(taken);
   space_map_->Recycle(blocks);
-  space_freed_.notify_all();
+  space_freed_.SignalAll();
   LeaveOutOfSpaceIfRoomLocked();
   CheckLowWaterLocked();
 }

@@ -115,6 +115,7 @@ Status Pool::OpenDir(const PoolOptions& options, std::unique_ptr<metadata::PoolD
     THINSIM_RETURN_IF_ERROR(OpenDataFile(o, nr_blocks, false, &store));
     out->reset(new Pool(o, std::move(store), std::move(dir_lock)));
     Pool& p = **out;
+    WriterLock lock(&p.meta_mu_);  // no other thread has the pool yet
     p.space_map_ = std::make_unique<SpaceMap>(nr_blocks);
     p.space_map_->set_track_changes(true);
     p.reservations_.Reset(nr_blocks);
@@ -144,10 +145,11 @@ Status Pool::OpenDir(const PoolOptions& options, std::unique_ptr<metadata::PoolD
   THINSIM_RETURN_IF_ERROR(DiscardUnusedBlocks(o.env, metadata::DataPath(o.dir), image));
   out->reset(new Pool(o, std::move(store), std::move(dir_lock)));
   Pool& p = **out;
-  p.space_map_ = std::make_unique<SpaceMap>(nr_blocks);
-  p.reservations_.Reset(nr_blocks);
+  bool refused;
   {
-    std::unique_lock lock(p.meta_mu_);
+    WriterLock lock(&p.meta_mu_);
+    p.space_map_ = std::make_unique<SpaceMap>(nr_blocks);
+    p.reservations_.Reset(nr_blocks);
     THINSIM_RETURN_IF_ERROR(p.LoadImageLocked(image));
     p.space_map_->set_track_changes(true);
     if (!check.clean()) {
@@ -158,10 +160,11 @@ Status Pool::OpenDir(const PoolOptions& options, std::unique_ptr<metadata::PoolD
       p.changes_refused_ = true;
       p.space_policy_.SetMode(PoolMode::kReadOnly, 0, 0);  // no event: nobody subscribed yet
     }
+    refused = !p.read_only_reason_.empty();
   }
   THINSIM_RETURN_IF_ERROR(metadata::Journal::OpenForAppend(o.dir, &p.journal_, o.env));
   // size= larger than the pool grows it.
-  if (options.size / o.block_size > nr_blocks && p.read_only_reason_.empty()) {
+  if (options.size / o.block_size > nr_blocks && !refused) {
     THINSIM_RETURN_IF_ERROR(p.Grow(options.size));
   }
   return Status::OK();
@@ -204,6 +207,7 @@ Status Pool::LoadImageLocked(const metadata::Image& image) {
   // Reference counts: one per distinct chunk object mapping a block.
   for (const auto& [chunk_image, c] : chunks) {
     c->ForEach([&](uint32_t, dblock_t b, bool) {
+      meta_mu_.AssertHeld();  // a lambda run under it: the analysis cannot see that
       if (space_map_->RefCount(b) == 0) {
         space_map_->SetInitialCount(b, 1);
       } else {
@@ -213,7 +217,10 @@ Status Pool::LoadImageLocked(const metadata::Image& image) {
   }
   for (const auto& entry : chunks) {
     Chunk* c = entry.second;  // not a structured binding: clang 14 cannot capture one
-    c->ForEach([&](uint32_t i, dblock_t b, bool) { c->SetSole(i, space_map_->RefCount(b) == 1); });
+    c->ForEach([&](uint32_t i, dblock_t b, bool) {
+      meta_mu_.AssertHeld();  // a lambda run under it: the analysis cannot see that
+      c->SetSole(i, space_map_->RefCount(b) == 1);
+    });
   }
   RebuildCountersLocked();
   return Status::OK();
@@ -232,6 +239,7 @@ void Pool::RebuildCountersLocked() {
         ++v->nr_mapped;
         if (prov) ++v->nr_provisioned;
         if (c->refs() == 1 && c->sole(i)) ++v->nr_exclusive;
+        meta_mu_.AssertHeld();  // a lambda run under it: the analysis cannot see that
         reservations_.CountGuarantor(b, g.Covers(prov));
       });
     }
@@ -247,6 +255,7 @@ void Pool::RebuildCountersLocked() {
       c->ForEach([&](uint32_t i, dblock_t b, bool) {
         if (seen[b]) return;
         seen[b] = true;
+        meta_mu_.AssertHeld();  // a lambda run under it: the analysis cannot see that
         reservations_.Add(Reservations::Need(OwnersLocked(v->family, base + i, b, c),
                                              reservations_.guarantors(b)));
       });
@@ -313,6 +322,7 @@ uint64_t Pool::CaptureTxnLocked(std::string* records) {
   std::vector<dblock_t> changed = space_map_->TakeChanged();
   if (txn_.empty() && changed.empty()) return number;
   txn_.TakeRecords(records, [this](std::string* out) {
+    meta_mu_.AssertHeld();  // a lambda run under it: the analysis cannot see that
     metadata::AppendPool(out, block_size_, space_map_->nr_blocks(), static_cast<uint8_t>(space_policy_.mode()));
   });
   std::vector<std::pair<uint32_t, uint32_t>> counts;
@@ -337,7 +347,7 @@ void Pool::FinishCommitLocked(const Status& s, uint64_t number) {
     SetModeLocked(PoolMode::kFail);
     changes_refused_ = true;
     freed_.FinishCommit(/*ok=*/false);
-    space_freed_.notify_all();  // allocations waiting for them fail now
+    space_freed_.SignalAll();  // allocations waiting for them fail now
     return;
   }
   commits_succeeded_.store(number);
@@ -377,7 +387,7 @@ Status Pool::CommitConcurrently() {
   std::string records;
   uint64_t number;
   {
-    std::unique_lock lock(meta_mu_);
+    WriterLock lock(&meta_mu_);
     // A checkpoint encodes the whole in-core state, which must then be the
     // committed state: it cannot run while requests change it.
     if (journal_->log_bytes() > kCheckpointLogBytes) return CommitLocked();
@@ -388,7 +398,7 @@ Status Pool::CommitConcurrently() {
   // moves before its mapping is installed), so this sync covers it; what
   // requests write from now on belongs to the next transaction.
   Status s = SyncAndLog(records);
-  std::unique_lock lock(meta_mu_);
+  WriterLock lock(&meta_mu_);
   FinishCommitLocked(s, number);
   return s;
 }
@@ -413,7 +423,7 @@ Status Pool::RefuseIfReadOnlyLocked() const {
 }
 
 std::string Pool::read_only_reason() const {
-  std::shared_lock lock(meta_mu_);
+  ReaderLock lock(&meta_mu_);
   return read_only_reason_;
 }
 

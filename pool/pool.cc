@@ -82,6 +82,7 @@ Status Pool::Open(const PoolOptions& o, std::unique_ptr<Pool>* out) {
     THINSIM_RETURN_IF_ERROR(NewMemoryStore(o.block_size, nr_blocks, &store));
   }
   out->reset(new Pool(o, std::move(store), nullptr));
+  WriterLock lock(&(*out)->meta_mu_);  // no other thread has the pool yet
   (*out)->space_map_ = std::make_unique<SpaceMap>(nr_blocks);
   (*out)->reservations_.Reset(nr_blocks);
   return Status::OK();
@@ -94,6 +95,7 @@ Pool::Pool(const PoolOptions& options, std::unique_ptr<DataStore> store,
       dir_lock_(std::move(dir_lock)),
       space_policy_(options.when_full, options.low_water_percent),
       txn_([this](uint64_t volume_id, size_t index, std::string* out) {
+        meta_mu_.AssertHeldShared();  // a lambda run under it: the analysis cannot see that
         EncodeChunkLocked(volume_id, index, out);
       }) {}
 
@@ -104,7 +106,7 @@ Pool::~Pool() {
 }
 
 void Pool::SetEventHandler(std::function<void(const PoolEvent&)> handler) {
-  std::unique_lock lock(meta_mu_);
+  WriterLock lock(&meta_mu_);
   event_handler_ = std::move(handler);
 }
 
@@ -137,7 +139,7 @@ VolumeInfo Pool::InfoLocked(const Volume& v) const {
 }
 
 PoolInfo Pool::QueryPool() const {
-  std::shared_lock lock(meta_mu_);
+  ReaderLock lock(&meta_mu_);
   PoolInfo info;
   info.block_size = block_size_;
   info.total_blocks = space_map_->nr_blocks();
@@ -153,7 +155,7 @@ PoolInfo Pool::QueryPool() const {
 }
 
 Status Pool::QueryVolume(std::string_view name, VolumeInfo* out) const {
-  std::shared_lock lock(meta_mu_);
+  ReaderLock lock(&meta_mu_);
   Volume* v = FindLocked(name);
   if (v == nullptr) return Status::NotFound("no volume named '" + std::string(name) + "'");
   *out = InfoLocked(*v);
@@ -161,19 +163,19 @@ Status Pool::QueryVolume(std::string_view name, VolumeInfo* out) const {
 }
 
 std::vector<VolumeInfo> Pool::QueryVolumes() const {
-  std::shared_lock lock(meta_mu_);
+  ReaderLock lock(&meta_mu_);
   std::vector<VolumeInfo> out;
   for (const auto& [id, v] : volumes_) out.push_back(InfoLocked(*v));
   return out;
 }
 
 std::string Pool::DefaultVolumeName() const {
-  std::shared_lock lock(meta_mu_);
+  ReaderLock lock(&meta_mu_);
   return volumes_.empty() ? std::string() : volumes_.begin()->second->name;
 }
 
 size_t Pool::MetadataMemoryUsage() const {
-  std::shared_lock lock(meta_mu_);
+  ReaderLock lock(&meta_mu_);
   size_t bytes = space_map_->MemoryUsage() + reservations_.MemoryUsage();
   std::unordered_set<const Chunk*> counted;  // a chunk shared by snapshots counts once
   for (const auto& [id, v] : volumes_) bytes += sizeof(Volume) + v->map->MemoryUsage(&counted);
@@ -206,7 +208,7 @@ Status Pool::CreateVolume(std::string_view name, uint64_t size, std::optional<St
   THINSIM_RETURN_IF_ERROR(ValidateVolumeSize(size, block_size_));
   Strategy s = strategy.value_or(options_.default_strategy);
 
-  std::unique_lock lock(meta_mu_);
+  WriterLock lock(&meta_mu_);
   THINSIM_RETURN_IF_ERROR(RefuseIfReadOnlyLocked());
   if (FindLocked(name) != nullptr) {
     return Status::Exists("a volume named '" + std::string(name) + "' already exists");
@@ -235,14 +237,14 @@ Status Pool::DeleteVolume(std::string_view name) {
   DiscardAtExit discard(this);
   std::shared_ptr<Volume> v;
   {
-    std::shared_lock lock(meta_mu_);
+    ReaderLock lock(&meta_mu_);
     Volume* found = FindLocked(name);
     if (found == nullptr) return Status::NotFound("no volume named '" + std::string(name) + "'");
     v = volumes_.at(found->id);
   }
   // Wait for writers that are not connections (control-socket provision).
   std::unique_lock gate(v->io_gate);
-  std::unique_lock lock(meta_mu_);
+  WriterLock lock(&meta_mu_);
   if (volumes_.count(v->id) == 0) return Status::NotFound("no volume named '" + std::string(name) + "'");
   THINSIM_RETURN_IF_ERROR(RefuseIfReadOnlyLocked());
   if (v->connections > 0) {
@@ -281,6 +283,7 @@ void Pool::ReleaseVolumeLocked(Volume& v) {
       for (Volume* w : family) {
         if (w->map->nr_chunks() <= idx || w->map->chunk(idx) != c) continue;
         c->ForEach([&](uint32_t, dblock_t b, bool) {
+          meta_mu_.AssertHeld();  // a lambda run under it: the analysis cannot see that
           if (space_map_->RefCount(b) == 1) ++w->nr_exclusive;
         });
         NoteUnsharedLocked(*w);
@@ -288,7 +291,10 @@ void Pool::ReleaseVolumeLocked(Volume& v) {
       }
       continue;
     }
-    dead->ForEach([&](uint32_t i, dblock_t b, bool) { DropBlockRefLocked(v.family, base + i, b); });
+    dead->ForEach([&](uint32_t i, dblock_t b, bool) {
+      meta_mu_.AssertHeld();  // a lambda run under it: the analysis cannot see that
+      DropBlockRefLocked(v.family, base + i, b);
+    });
   }
   if (family.empty()) families_.erase(v.family);
   names_.erase(v.name);
@@ -300,7 +306,7 @@ Status Pool::ResizeVolume(std::string_view name, uint64_t size) {
   DiscardAtExit discard(this);  // blocks a shrink frees
   std::shared_ptr<Volume> v;
   {
-    std::shared_lock lock(meta_mu_);
+    ReaderLock lock(&meta_mu_);
     Volume* found = FindLocked(name);
     if (found == nullptr) return Status::NotFound("no volume named '" + std::string(name) + "'");
     v = volumes_.at(found->id);
@@ -309,7 +315,7 @@ Status Pool::ResizeVolume(std::string_view name, uint64_t size) {
   std::unique_lock gate(v->io_gate);
   uint64_t old_size;
   {
-    std::unique_lock lock(meta_mu_);
+    WriterLock lock(&meta_mu_);
     THINSIM_RETURN_IF_ERROR(RefuseResizeLocked(*v, size));
     old_size = v->size;
     if (size <= old_size || old_size % block_size_ == 0) return SetSizeLocked(*v, size);
@@ -324,7 +330,7 @@ Status Pool::ResizeVolume(std::string_view name, uint64_t size) {
   const uint64_t tail_end = std::min<uint64_t>(size, BlocksFor(old_size, block_size_) * block_size_);
   Status zeroed = ApplyRange(*v, tail_end - old_size, old_size, Intent::kZeroData, nullptr,
                              /*fast=*/false, /*gated=*/false);
-  std::unique_lock lock(meta_mu_);
+  WriterLock lock(&meta_mu_);
   if (volumes_.count(v->id) == 0) return Status::NotFound("no volume named '" + std::string(name) + "'");
   if (!zeroed.ok()) {
     Status undone = ResizeMapLocked(*v, BlocksFor(old_size, block_size_));
@@ -384,7 +390,7 @@ Status Pool::CreateSnapshots(const std::vector<SnapshotRequest>& requests, bool 
   // between two multi-origin snapshots) so that each is a point-in-time image.
   std::map<uint64_t, std::shared_ptr<Volume>> origins;
   {
-    std::shared_lock lock(meta_mu_);
+    ReaderLock lock(&meta_mu_);
     for (const SnapshotRequest& r : requests) {
       Volume* o = FindLocked(r.origin);
       if (o == nullptr) return Status::NotFound("no volume named '" + r.origin + "' to snapshot");
@@ -394,7 +400,7 @@ Status Pool::CreateSnapshots(const std::vector<SnapshotRequest>& requests, bool 
   std::vector<std::unique_lock<std::shared_mutex>> gates;
   for (auto& [id, o] : origins) gates.emplace_back(o->io_gate);
 
-  std::unique_lock lock(meta_mu_);
+  WriterLock lock(&meta_mu_);
   THINSIM_RETURN_IF_ERROR(RefuseIfReadOnlyLocked());
   for (const SnapshotRequest& r : requests) {
     if (FindLocked(r.origin) == nullptr) return Status::NotFound("volume '" + r.origin + "' was deleted");
@@ -452,7 +458,7 @@ Status Pool::CreateSnapshots(const std::vector<SnapshotRequest>& requests, bool 
 Status Pool::Grow(uint64_t new_size) {
   uint64_t nr_blocks;
   THINSIM_RETURN_IF_ERROR(PoolBlocks(new_size, block_size_, &nr_blocks));
-  std::unique_lock lock(meta_mu_);
+  WriterLock lock(&meta_mu_);
   THINSIM_RETURN_IF_ERROR(RefuseIfReadOnlyLocked());
   if (nr_blocks < space_map_->nr_blocks()) {
     return Status::Invalid("a pool cannot shrink: it has " + std::to_string(space_map_->nr_blocks()) +
@@ -469,7 +475,7 @@ Status Pool::Grow(uint64_t new_size) {
 // ---- Connections ------------------------------------------------------------
 
 Status Pool::OpenVolume(std::string_view name, bool writable, std::shared_ptr<Volume>* out) {
-  std::unique_lock lock(meta_mu_);
+  WriterLock lock(&meta_mu_);
   Volume* v = FindLocked(name);
   if (v == nullptr) return Status::NotFound("no volume named '" + std::string(name) + "'");
   if (writable && v->read_only) {
@@ -482,7 +488,7 @@ Status Pool::OpenVolume(std::string_view name, bool writable, std::shared_ptr<Vo
 }
 
 void Pool::CloseVolume(const std::shared_ptr<Volume>& v, bool writable) {
-  std::unique_lock lock(meta_mu_);
+  WriterLock lock(&meta_mu_);
   assert(v->connections > 0);
   --v->connections;
   // Deactivation only ever lowers the reservation, so it cannot fail.
@@ -490,7 +496,7 @@ void Pool::CloseVolume(const std::shared_ptr<Volume>& v, bool writable) {
 }
 
 uint64_t Pool::VolumeSize(const Volume& v) const {
-  std::shared_lock lock(meta_mu_);
+  ReaderLock lock(&meta_mu_);
   return v.size;
 }
 

@@ -22,7 +22,7 @@
 namespace thinsim {
 
 Status Pool::TEST_CheckCounters() const {
-  std::shared_lock lock(meta_mu_);
+  ReaderLock lock(&meta_mu_);
   // Owners of each block: sum of refs of the distinct chunks mapping it.
   std::unordered_map<dblock_t, uint64_t> owners;
   std::unordered_map<dblock_t, uint32_t> chunk_refs;
@@ -37,6 +37,7 @@ Status Pool::TEST_CheckCounters() const {
       });
       std::string bad;
       c->ForEach([&](uint32_t i, dblock_t b, bool) {
+        meta_mu_.AssertHeldShared();  // a lambda run under it: the analysis cannot see that
         if (c->sole(i) != (space_map_->RefCount(b) == 1) && bad.empty()) {
           bad = "dblock " + std::to_string(b) + " (count " + std::to_string(space_map_->RefCount(b)) +
                 ") has its sole mark " + (c->sole(i) ? "set" : "clear");

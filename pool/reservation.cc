@@ -63,6 +63,7 @@ int64_t Pool::ChangeGuaranteeLocked(Volume& v, Guarantee from, Guarantee to, boo
     ForEachMapped(v, [&](vblock_t vb, dblock_t b, bool prov, const Chunk* c) {
       bool gf = from.Covers(prov), gt = to.Covers(prov);
       if (gf == gt) return;
+      meta_mu_.AssertHeld();  // a lambda run under it: the analysis cannot see that
       uint32_t o = OwnersLocked(v.family, vb, b, c);
       delta += reservations_.ChangeGuarantor(b, o, gf, gt, apply);
     });
@@ -87,6 +88,7 @@ int64_t Pool::OwnerChangeLocked(Volume& v, Guarantee g, bool leave, bool apply) 
   }
   int64_t delta = 0;
   ForEachMapped(v, [&](vblock_t vb, dblock_t b, bool prov, const Chunk* c) {
+    meta_mu_.AssertHeld();  // a lambda run under it: the analysis cannot see that
     uint32_t o = OwnersLocked(v.family, vb, b, c);
     delta += reservations_.ChangeOwner(b, o, g.Covers(prov), leave, apply);
   });
@@ -99,6 +101,7 @@ uint64_t Pool::VolumeReservedLocked(const Volume& v) const {
   if (!gv.all && !(gv.provisioned && v.nr_provisioned > 0)) return reserved;
   ForEachMapped(v, [&](vblock_t vb, dblock_t b, bool prov, const Chunk* c) {
     if (!gv.Covers(prov)) return;
+    meta_mu_.AssertHeldShared();  // a lambda run under it: the analysis cannot see that
     uint32_t o = OwnersLocked(v.family, vb, b, c);
     if (o > reservations_.guarantors(b)) {
       ++reserved;  // v may have to copy this block
@@ -130,7 +133,7 @@ Status Pool::SetActiveStateLocked(Volume& v, bool pinned, uint32_t writable_conn
 }
 
 Status Pool::SetStrategy(std::string_view name, Strategy strategy) {
-  std::unique_lock lock(meta_mu_);
+  WriterLock lock(&meta_mu_);
   Volume* v = FindLocked(name);
   if (v == nullptr) return Status::NotFound("no volume named '" + std::string(name) + "'");
   Guarantee from = GuaranteeOfLocked(*v);
@@ -147,7 +150,7 @@ Status Pool::SetStrategy(std::string_view name, Strategy strategy) {
 }
 
 Status Pool::Activate(std::string_view name) {
-  std::unique_lock lock(meta_mu_);
+  WriterLock lock(&meta_mu_);
   Volume* v = FindLocked(name);
   if (v == nullptr) return Status::NotFound("no volume named '" + std::string(name) + "'");
   if (v->read_only) return Status::ReadOnly("'" + v->name + "' is a read-only snapshot");
@@ -155,7 +158,7 @@ Status Pool::Activate(std::string_view name) {
 }
 
 Status Pool::Deactivate(std::string_view name) {
-  std::unique_lock lock(meta_mu_);
+  WriterLock lock(&meta_mu_);
   Volume* v = FindLocked(name);
   if (v == nullptr) return Status::NotFound("no volume named '" + std::string(name) + "'");
   return SetActiveStateLocked(*v, false, v->writable_connections);
