@@ -18,6 +18,7 @@
 namespace thinsim {
 
 class CondVar;
+class CondVarAny;
 
 class CAPABILITY("mutex") Mutex {
  public:
@@ -27,6 +28,8 @@ class CAPABILITY("mutex") Mutex {
 
   void Lock() ACQUIRE() { mu_.lock(); }
   void Unlock() RELEASE() { mu_.unlock(); }
+  // Takes the lock if it is free; true when it did.
+  bool TryLock() TRY_ACQUIRE(true) { return mu_.try_lock(); }
   // Tells the analysis that the caller holds the lock (where it cannot see
   // that, e.g. in a callback run under it). Checks nothing at run time.
   void AssertHeld() const ASSERT_CAPABILITY(this) {}
@@ -95,6 +98,7 @@ class CAPABILITY("shared_mutex") SharedMutex {
   void AssertHeldShared() const ASSERT_SHARED_CAPABILITY(this) {}
 
  private:
+  friend class CondVarAny;
   std::shared_mutex mu_;
 };
 
@@ -120,6 +124,36 @@ class SCOPED_CAPABILITY ReaderLock {
 
  private:
   SharedMutex* const mu_;
+};
+
+// A condition variable used with a SharedMutex the caller holds
+// exclusively, as CondVar is with a Mutex: each wait releases it while it
+// sleeps and holds it again when it returns (spurious wake-ups happen).
+class CondVarAny {
+ public:
+  CondVarAny() = default;
+  CondVarAny(const CondVarAny&) = delete;
+  CondVarAny& operator=(const CondVarAny&) = delete;
+
+  // Returns false on timeout. REQUIRES: the caller holds *mu exclusively;
+  // every waiter uses the same mutex.
+  template <class Clock, class Duration>
+  bool WaitUntil(SharedMutex* mu, std::chrono::time_point<Clock, Duration> deadline) REQUIRES(mu) {
+    std::unique_lock<std::shared_mutex> lock(mu->mu_, std::adopt_lock);
+    bool woken = cv_.wait_until(lock, deadline) == std::cv_status::no_timeout;
+    lock.release();  // still held: the caller's holder releases it
+    return woken;
+  }
+  // Returns false on timeout. REQUIRES: as WaitUntil.
+  template <class Rep, class Period>
+  bool WaitFor(SharedMutex* mu, std::chrono::duration<Rep, Period> timeout) REQUIRES(mu) {
+    return WaitUntil(mu, std::chrono::steady_clock::now() + timeout);
+  }
+  void Signal() { cv_.notify_one(); }
+  void SignalAll() { cv_.notify_all(); }
+
+ private:
+  std::condition_variable_any cv_;
 };
 
 }  // namespace thinsim

@@ -26,6 +26,7 @@
 #define REQUIRES(...) THINSIM_THREAD_ANNOTATION(requires_capability(__VA_ARGS__))
 #define REQUIRES_SHARED(...) THINSIM_THREAD_ANNOTATION(requires_shared_capability(__VA_ARGS__))
 #define ACQUIRE(...) THINSIM_THREAD_ANNOTATION(acquire_capability(__VA_ARGS__))
+#define TRY_ACQUIRE(...) THINSIM_THREAD_ANNOTATION(try_acquire_capability(__VA_ARGS__))
 #define ACQUIRE_SHARED(...) THINSIM_THREAD_ANNOTATION(acquire_shared_capability(__VA_ARGS__))
 #define RELEASE(...) THINSIM_THREAD_ANNOTATION(release_capability(__VA_ARGS__))
 #define RELEASE_SHARED(...) THINSIM_THREAD_ANNOTATION(release_shared_capability(__VA_ARGS__))

@@ -10,7 +10,7 @@
 namespace thinsim {
 
 Status Pool::FindShared(std::string_view name, std::shared_ptr<Volume>* out) const {
-  std::shared_lock lock(meta_mu_);
+  ReaderLock lock(&meta_mu_);
   Volume* found = FindLocked(name);
   if (found == nullptr) return Status::NotFound("no volume named '" + std::string(name) + "'");
   *out = volumes_.at(found->id);

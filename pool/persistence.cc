@@ -1,7 +1,7 @@
 // Pool: persistence. A persistent pool (PoolOptions::dir) keeps its data in
 // DIR/data and its metadata in a metadata::Journal. Changes are gathered
-// into one transaction (txn_records_ for volume changes, in order, and
-// dirty_chunks_ for mapping changes) and committed on FLUSH, FUA, the
+// into one Transaction (transaction.h: volume changes in order, mapping
+// changes as the chunks they touched) and committed on FLUSH, FUA, the
 // commit timer and control commands:
 //   1. the transaction is captured under meta_mu_ and a new one begins;
 //   2. with no pool lock held, the data file is synced (data before
@@ -115,9 +115,10 @@ Status Pool::OpenDir(const PoolOptions& options, std::unique_ptr<metadata::PoolD
     THINSIM_RETURN_IF_ERROR(OpenDataFile(o, nr_blocks, false, &store));
     out->reset(new Pool(o, std::move(store), std::move(dir_lock)));
     Pool& p = **out;
+    WriterLock lock(&p.meta_mu_);  // no other thread has the pool yet
     p.space_map_ = std::make_unique<SpaceMap>(nr_blocks);
     p.space_map_->set_track_changes(true);
-    p.guarantors_.assign(nr_blocks, 0);
+    p.reservations_.Reset(nr_blocks);
     std::string checkpoint;
     p.EncodeCheckpointLocked(&checkpoint);
     return metadata::Journal::Create(o.dir, checkpoint, &p.journal_, o.env);
@@ -144,10 +145,11 @@ Status Pool::OpenDir(const PoolOptions& options, std::unique_ptr<metadata::PoolD
   THINSIM_RETURN_IF_ERROR(DiscardUnusedBlocks(o.env, metadata::DataPath(o.dir), image));
   out->reset(new Pool(o, std::move(store), std::move(dir_lock)));
   Pool& p = **out;
-  p.space_map_ = std::make_unique<SpaceMap>(nr_blocks);
-  p.guarantors_.assign(nr_blocks, 0);
+  bool refused;
   {
-    std::unique_lock lock(p.meta_mu_);
+    WriterLock lock(&p.meta_mu_);
+    p.space_map_ = std::make_unique<SpaceMap>(nr_blocks);
+    p.reservations_.Reset(nr_blocks);
     THINSIM_RETURN_IF_ERROR(p.LoadImageLocked(image));
     p.space_map_->set_track_changes(true);
     if (!check.clean()) {
@@ -158,10 +160,11 @@ Status Pool::OpenDir(const PoolOptions& options, std::unique_ptr<metadata::PoolD
       p.changes_refused_ = true;
       p.space_policy_.SetMode(PoolMode::kReadOnly, 0, 0);  // no event: nobody subscribed yet
     }
+    refused = !p.read_only_reason_.empty();
   }
   THINSIM_RETURN_IF_ERROR(metadata::Journal::OpenForAppend(o.dir, &p.journal_, o.env));
   // size= larger than the pool grows it.
-  if (options.size / o.block_size > nr_blocks && p.read_only_reason_.empty()) {
+  if (options.size / o.block_size > nr_blocks && !refused) {
     THINSIM_RETURN_IF_ERROR(p.Grow(options.size));
   }
   return Status::OK();
@@ -204,6 +207,7 @@ Status Pool::LoadImageLocked(const metadata::Image& image) {
   // Reference counts: one per distinct chunk object mapping a block.
   for (const auto& [chunk_image, c] : chunks) {
     c->ForEach([&](uint32_t, dblock_t b, bool) {
+      meta_mu_.AssertHeld();  // a lambda run under it: the analysis cannot see that
       if (space_map_->RefCount(b) == 0) {
         space_map_->SetInitialCount(b, 1);
       } else {
@@ -213,15 +217,17 @@ Status Pool::LoadImageLocked(const metadata::Image& image) {
   }
   for (const auto& entry : chunks) {
     Chunk* c = entry.second;  // not a structured binding: clang 14 cannot capture one
-    c->ForEach([&](uint32_t i, dblock_t b, bool) { c->SetSole(i, space_map_->RefCount(b) == 1); });
+    c->ForEach([&](uint32_t i, dblock_t b, bool) {
+      meta_mu_.AssertHeld();  // a lambda run under it: the analysis cannot see that
+      c->SetSole(i, space_map_->RefCount(b) == 1);
+    });
   }
   RebuildCountersLocked();
   return Status::OK();
 }
 
 void Pool::RebuildCountersLocked() {
-  std::fill(guarantors_.begin(), guarantors_.end(), 0);
-  reserved_ = 0;
+  reservations_.Reset(space_map_->nr_blocks());
   for (auto& entry : volumes_) {
     Volume* v = entry.second.get();  // not a structured binding: clang 14 cannot capture one
     v->nr_mapped = v->nr_exclusive = v->nr_provisioned = 0;
@@ -233,11 +239,12 @@ void Pool::RebuildCountersLocked() {
         ++v->nr_mapped;
         if (prov) ++v->nr_provisioned;
         if (c->refs() == 1 && c->sole(i)) ++v->nr_exclusive;
-        guarantors_[b] += g.Covers(prov);
+        meta_mu_.AssertHeld();  // a lambda run under it: the analysis cannot see that
+        reservations_.CountGuarantor(b, g.Covers(prov));
       });
     }
   }
-  for (auto& [id, v] : volumes_) reserved_ += static_cast<int64_t>(UnmappedNeedLocked(*v));
+  for (auto& [id, v] : volumes_) reservations_.Add(static_cast<int64_t>(UnmappedNeedLocked(*v)));
   std::vector<bool> seen(space_map_->nr_blocks(), false);
   for (auto& entry : volumes_) {
     Volume* v = entry.second.get();
@@ -248,7 +255,9 @@ void Pool::RebuildCountersLocked() {
       c->ForEach([&](uint32_t i, dblock_t b, bool) {
         if (seen[b]) return;
         seen[b] = true;
-        reserved_ += Need(OwnersLocked(v->family, base + i, b, c), guarantors_[b]);
+        meta_mu_.AssertHeld();  // a lambda run under it: the analysis cannot see that
+        reservations_.Add(Reservations::Need(OwnersLocked(v->family, base + i, b, c),
+                                             reservations_.guarantors(b)));
       });
     }
   }
@@ -257,34 +266,25 @@ void Pool::RebuildCountersLocked() {
 // ---- Recording a transaction ------------------------------------------------
 
 void Pool::NoteChunkLocked(const Volume& v, vblock_t vb) {
-  if (journal_) dirty_chunks_.emplace(v.id, vb >> kChunkShift);
+  if (journal_) txn_.NoteChunk(v.id, vb >> kChunkShift);
 }
 
-void Pool::MaterializeChunksLocked() {
-  for (const auto& [vid, idx] : dirty_chunks_) {
-    auto it = volumes_.find(vid);
-    if (it == volumes_.end() || idx >= it->second->map->nr_chunks()) continue;
-    metadata::AppendChunk(&txn_records_, ChunkRecordOf(vid, idx, it->second->map->chunk(idx), 0));
-  }
-  dirty_chunks_.clear();
+void Pool::EncodeChunkLocked(uint64_t volume_id, size_t index, std::string* out) const {
+  auto it = volumes_.find(volume_id);
+  if (it == volumes_.end() || index >= it->second->map->nr_chunks()) return;
+  metadata::AppendChunk(out, ChunkRecordOf(volume_id, index, it->second->map->chunk(index), 0));
 }
 
 void Pool::NoteVolumeLocked(const Volume& v) {
-  if (!journal_) return;
-  MaterializeChunksLocked();
-  metadata::AppendVolume(&txn_records_, RecordOf(v));
+  if (journal_) txn_.AppendVolume(RecordOf(v));
 }
 
 void Pool::NoteSnapshotLocked(const Volume& s) {
-  if (!journal_) return;
-  MaterializeChunksLocked();
-  metadata::AppendSnapshot(&txn_records_, metadata::SnapshotRecord{s.id, s.origin_id, s.name, s.read_only});
+  if (journal_) txn_.AppendSnapshot(metadata::SnapshotRecord{s.id, s.origin_id, s.name, s.read_only});
 }
 
 void Pool::NoteDeleteLocked(uint64_t id) {
-  if (!journal_) return;
-  MaterializeChunksLocked();
-  metadata::AppendDelete(&txn_records_, id);
+  if (journal_) txn_.AppendDelete(id);
 }
 
 void Pool::EncodeCheckpointLocked(std::string* out) const {
@@ -316,15 +316,15 @@ void Pool::EncodeCheckpointLocked(std::string* out) const {
 // ---- Committing -------------------------------------------------------------
 
 uint64_t Pool::CaptureTxnLocked(std::string* records) {
-  MaterializeChunksLocked();
+  txn_.MaterializeChunks();
   const uint64_t number = commits_captured_.load() + 1;
   commits_captured_.store(number);
   std::vector<dblock_t> changed = space_map_->TakeChanged();
-  if (txn_records_.empty() && changed.empty() && !dirty_pool_) return number;
-  if (dirty_pool_) {
-    metadata::AppendPool(records, block_size_, space_map_->nr_blocks(), static_cast<uint8_t>(space_policy_.mode()));
-  }
-  *records += txn_records_;
+  if (txn_.empty() && changed.empty()) return number;
+  txn_.TakeRecords(records, [this](std::string* out) {
+    meta_mu_.AssertHeld();  // a lambda run under it: the analysis cannot see that
+    metadata::AppendPool(out, block_size_, space_map_->nr_blocks(), static_cast<uint8_t>(space_policy_.mode()));
+  });
   std::vector<std::pair<uint32_t, uint32_t>> counts;
   counts.reserve(changed.size());
   for (dblock_t b : changed) {
@@ -334,10 +334,7 @@ uint64_t Pool::CaptureTxnLocked(std::string* records) {
   }
   std::sort(counts.begin(), counts.end());
   metadata::AppendRefcounts(records, counts);
-  txn_records_.clear();
-  dirty_pool_ = false;
-  committing_.insert(committing_.end(), freed_in_txn_.begin(), freed_in_txn_.end());
-  freed_in_txn_.clear();
+  freed_.CaptureForCommit();
   return number;
 }
 
@@ -349,25 +346,22 @@ void Pool::FinishCommitLocked(const Status& s, uint64_t number) {
     read_only_reason_ = "metadata commit failed: " + s.message();
     SetModeLocked(PoolMode::kFail);
     changes_refused_ = true;
-    committing_.clear();
-    space_freed_.notify_all();  // allocations waiting for them fail now
+    freed_.FinishCommit(/*ok=*/false);
+    space_freed_.SignalAll();  // allocations waiting for them fail now
     return;
   }
   commits_succeeded_.store(number);
   // The transaction that freed these blocks is durable: they may be reused
   // once discarded.
-  if (committing_.empty()) return;
-  to_discard_.insert(to_discard_.end(), committing_.begin(), committing_.end());
-  committing_.clear();
-  discards_pending_.store(true, std::memory_order_release);
+  freed_.FinishCommit(/*ok=*/true);
 }
 
 void Pool::Fail(const std::string& reason) {
-  std::unique_lock lock(meta_mu_);
+  WriterLock lock(&meta_mu_);
   read_only_reason_ = reason;
   SetModeLocked(PoolMode::kFail);
   changes_refused_ = true;
-  space_freed_.notify_all();  // allocations waiting for space fail now
+  space_freed_.SignalAll();  // allocations waiting for space fail now
 }
 
 Status Pool::SyncAndLog(const std::string& records) {
@@ -401,7 +395,7 @@ Status Pool::CommitConcurrently() {
   std::string records;
   uint64_t number;
   {
-    std::unique_lock lock(meta_mu_);
+    WriterLock lock(&meta_mu_);
     // A checkpoint encodes the whole in-core state, which must then be the
     // committed state: it cannot run while requests change it.
     if (journal_->log_bytes() > kCheckpointLogBytes) return CommitLocked();
@@ -412,7 +406,7 @@ Status Pool::CommitConcurrently() {
   // moves before its mapping is installed), so this sync covers it; what
   // requests write from now on belongs to the next transaction.
   Status s = SyncAndLog(records);
-  std::unique_lock lock(meta_mu_);
+  WriterLock lock(&meta_mu_);
   FinishCommitLocked(s, number);
   return s;
 }
@@ -423,7 +417,7 @@ Status Pool::Commit() {
   // Group commit: a commit captured after this call began covers every
   // request completed before it, data and metadata.
   const uint64_t wanted = commits_captured_.load() + 1;
-  std::lock_guard<std::mutex> serial(commit_mu_);
+  MutexLock serial(&commit_mu_);
   if (commits_succeeded_.load() >= wanted) return Status::OK();
   return CommitConcurrently();
 }
@@ -437,44 +431,16 @@ Status Pool::RefuseIfReadOnlyLocked() const {
 }
 
 std::string Pool::read_only_reason() const {
-  std::shared_lock lock(meta_mu_);
+  ReaderLock lock(&meta_mu_);
   return read_only_reason_;
 }
 
 void Pool::StartCommitter(uint32_t seconds) {
-  if (!journal_ || seconds == 0 || committer_.joinable()) return;
-  {
-    MutexLock lock(&committer_mu_);
-    committer_stop_ = false;
-  }
-  committer_ = std::thread([this, seconds] { CommitterLoop(seconds); });
+  if (!journal_) return;
+  // A failed commit has already put the pool in fail mode.
+  committer_.Start(std::chrono::seconds(seconds), [this] { Commit(); });
 }
 
-void Pool::StopCommitter() {
-  if (!committer_.joinable()) return;
-  {
-    MutexLock lock(&committer_mu_);
-    committer_stop_ = true;
-  }
-  committer_cv_.SignalAll();
-  committer_.join();
-}
-
-void Pool::CommitterLoop(uint32_t seconds) {
-  while (!CommitterStopsWithin(std::chrono::seconds(seconds))) {
-    Commit();  // a failure has already put the pool in fail mode
-  }
-}
-
-bool Pool::CommitterStopsWithin(std::chrono::seconds period) {
-  MutexLock lock(&committer_mu_);
-  const auto deadline = std::chrono::steady_clock::now() + period;
-  while (!committer_stop_) {
-    auto now = std::chrono::steady_clock::now();
-    if (now >= deadline) return false;
-    committer_cv_.WaitFor(&committer_mu_, deadline - now);
-  }
-  return true;
-}
+void Pool::StopCommitter() { committer_.Stop(); }
 
 }  // namespace thinsim

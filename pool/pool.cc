@@ -1,5 +1,6 @@
-// Pool: construction, the control plane and the counter bookkeeping shared
-// by every mapping change. The data plane is in pool_io.cc.
+// Pool: construction, queries and the control plane. The data plane is in
+// pool_io.cc; the mapping changes with exact counters that both share are
+// in mapping_changes.cc.
 #include "pool/pool.h"
 
 #include <fcntl.h>
@@ -81,8 +82,9 @@ Status Pool::Open(const PoolOptions& o, std::unique_ptr<Pool>* out) {
     THINSIM_RETURN_IF_ERROR(NewMemoryStore(o.block_size, nr_blocks, &store));
   }
   out->reset(new Pool(o, std::move(store), nullptr));
+  WriterLock lock(&(*out)->meta_mu_);  // no other thread has the pool yet
   (*out)->space_map_ = std::make_unique<SpaceMap>(nr_blocks);
-  (*out)->guarantors_.assign(nr_blocks, 0);
+  (*out)->reservations_.Reset(nr_blocks);
   return Status::OK();
 }
 
@@ -91,12 +93,21 @@ Pool::Pool(const PoolOptions& options, std::unique_ptr<DataStore> store,
     : block_size_(options.block_size), options_(options),
       store_(options.wrap_store ? options.wrap_store(std::move(store)) : std::move(store)),
       dir_lock_(std::move(dir_lock)),
-      space_policy_(options.when_full, options.low_water_percent) {}
+      space_policy_(options.when_full, options.low_water_percent),
+      txn_([this](uint64_t volume_id, size_t index, std::string* out) {
+        meta_mu_.AssertHeldShared();  // a lambda run under it: the analysis cannot see that
+        EncodeChunkLocked(volume_id, index, out);
+      }) {}
 
 Pool::~Pool() {
   StopCommitter();
   if (journal_) Commit();  // best effort: a clean shutdown loses nothing
   volumes_.clear();
+}
+
+void Pool::SetEventHandler(std::function<void(const PoolEvent&)> handler) {
+  WriterLock lock(&meta_mu_);
+  event_handler_ = std::move(handler);
 }
 
 // ---- Queries ----------------------------------------------------------------
@@ -128,13 +139,13 @@ VolumeInfo Pool::InfoLocked(const Volume& v) const {
 }
 
 PoolInfo Pool::QueryPool() const {
-  std::shared_lock lock(meta_mu_);
+  ReaderLock lock(&meta_mu_);
   PoolInfo info;
   info.block_size = block_size_;
   info.total_blocks = space_map_->nr_blocks();
   info.free_blocks = FreeLocked();
   info.used_blocks = info.total_blocks - info.free_blocks;
-  info.reserved_blocks = static_cast<uint64_t>(reserved_);
+  info.reserved_blocks = static_cast<uint64_t>(reservations_.reserved());
   info.mode = space_policy_.mode();
   info.when_full = options_.when_full;
   info.low_water_percent = options_.low_water_percent;
@@ -144,7 +155,7 @@ PoolInfo Pool::QueryPool() const {
 }
 
 Status Pool::QueryVolume(std::string_view name, VolumeInfo* out) const {
-  std::shared_lock lock(meta_mu_);
+  ReaderLock lock(&meta_mu_);
   Volume* v = FindLocked(name);
   if (v == nullptr) return Status::NotFound("no volume named '" + std::string(name) + "'");
   *out = InfoLocked(*v);
@@ -152,23 +163,23 @@ Status Pool::QueryVolume(std::string_view name, VolumeInfo* out) const {
 }
 
 std::vector<VolumeInfo> Pool::QueryVolumes() const {
-  std::shared_lock lock(meta_mu_);
+  ReaderLock lock(&meta_mu_);
   std::vector<VolumeInfo> out;
   for (const auto& [id, v] : volumes_) out.push_back(InfoLocked(*v));
   return out;
 }
 
 std::string Pool::DefaultVolumeName() const {
-  std::shared_lock lock(meta_mu_);
+  ReaderLock lock(&meta_mu_);
   return volumes_.empty() ? std::string() : volumes_.begin()->second->name;
 }
 
 size_t Pool::MetadataMemoryUsage() const {
-  std::shared_lock lock(meta_mu_);
-  size_t bytes = space_map_->MemoryUsage() + guarantors_.capacity() * sizeof(uint32_t);
+  ReaderLock lock(&meta_mu_);
+  size_t bytes = space_map_->MemoryUsage() + reservations_.MemoryUsage();
   std::unordered_set<const Chunk*> counted;  // a chunk shared by snapshots counts once
   for (const auto& [id, v] : volumes_) bytes += sizeof(Volume) + v->map->MemoryUsage(&counted);
-  bytes += (freed_in_txn_.capacity() + committing_.capacity() + to_discard_.capacity()) * sizeof(dblock_t);
+  bytes += freed_.MemoryUsage();
   return bytes;
 }
 
@@ -197,13 +208,13 @@ Status Pool::CreateVolume(std::string_view name, uint64_t size, std::optional<St
   THINSIM_RETURN_IF_ERROR(ValidateVolumeSize(size, block_size_));
   Strategy s = strategy.value_or(options_.default_strategy);
 
-  std::unique_lock lock(meta_mu_);
+  WriterLock lock(&meta_mu_);
   THINSIM_RETURN_IF_ERROR(RefuseIfReadOnlyLocked());
   if (FindLocked(name) != nullptr) {
     return Status::Exists("a volume named '" + std::string(name) + "' already exists");
   }
   // A new volume is inactive: only `full` guarantees (all of) it already.
-  if (GuaranteeFor(s, false, false).all) {
+  if (Reservations::GuaranteeFor(s, false, false).all) {
     THINSIM_RETURN_IF_ERROR(AdmitLocked(static_cast<int64_t>(BlocksFor(size, block_size_)),
                                         "volume '" + std::string(name) + "' (strategy full)"));
   }
@@ -215,7 +226,7 @@ Status Pool::CreateVolume(std::string_view name, uint64_t size, std::optional<St
   v->strategy = s;
   v->map = std::make_unique<MappingTable>(BlocksFor(size, block_size_));
   families_[v->family].push_back(v.get());
-  reserved_ += static_cast<int64_t>(UnmappedNeedLocked(*v));
+  reservations_.Add(static_cast<int64_t>(UnmappedNeedLocked(*v)));
   NoteVolumeLocked(*v);
   names_.emplace(v->name, v->id);
   volumes_.emplace(v->id, std::move(v));
@@ -226,14 +237,14 @@ Status Pool::DeleteVolume(std::string_view name) {
   DiscardAtExit discard(this);
   std::shared_ptr<Volume> v;
   {
-    std::shared_lock lock(meta_mu_);
+    ReaderLock lock(&meta_mu_);
     Volume* found = FindLocked(name);
     if (found == nullptr) return Status::NotFound("no volume named '" + std::string(name) + "'");
     v = volumes_.at(found->id);
   }
   // Wait for writers that are not connections (control-socket provision).
   std::unique_lock gate(v->io_gate);
-  std::unique_lock lock(meta_mu_);
+  WriterLock lock(&meta_mu_);
   if (volumes_.count(v->id) == 0) return Status::NotFound("no volume named '" + std::string(name) + "'");
   THINSIM_RETURN_IF_ERROR(RefuseIfReadOnlyLocked());
   if (v->connections > 0) {
@@ -257,7 +268,7 @@ Status Pool::DeleteVolume(std::string_view name) {
 // Drops every mapping of `v` and removes it from the tables.
 void Pool::ReleaseVolumeLocked(Volume& v) {
   OwnerChangeLocked(v, GuaranteeOfLocked(v), /*leave=*/true, /*apply=*/true);
-  reserved_ -= static_cast<int64_t>(UnmappedNeedLocked(v));
+  reservations_.Add(-static_cast<int64_t>(UnmappedNeedLocked(v)));
   auto& family = families_[v.family];
   family.erase(std::find(family.begin(), family.end(), &v));
   for (size_t idx = 0; idx < v.map->nr_chunks(); ++idx) {
@@ -272,6 +283,7 @@ void Pool::ReleaseVolumeLocked(Volume& v) {
       for (Volume* w : family) {
         if (w->map->nr_chunks() <= idx || w->map->chunk(idx) != c) continue;
         c->ForEach([&](uint32_t, dblock_t b, bool) {
+          meta_mu_.AssertHeld();  // a lambda run under it: the analysis cannot see that
           if (space_map_->RefCount(b) == 1) ++w->nr_exclusive;
         });
         NoteUnsharedLocked(*w);
@@ -279,7 +291,10 @@ void Pool::ReleaseVolumeLocked(Volume& v) {
       }
       continue;
     }
-    dead->ForEach([&](uint32_t i, dblock_t b, bool) { DropBlockRefLocked(v.family, base + i, b); });
+    dead->ForEach([&](uint32_t i, dblock_t b, bool) {
+      meta_mu_.AssertHeld();  // a lambda run under it: the analysis cannot see that
+      DropBlockRefLocked(v.family, base + i, b);
+    });
   }
   if (family.empty()) families_.erase(v.family);
   names_.erase(v.name);
@@ -291,7 +306,7 @@ Status Pool::ResizeVolume(std::string_view name, uint64_t size) {
   DiscardAtExit discard(this);  // blocks a shrink frees
   std::shared_ptr<Volume> v;
   {
-    std::shared_lock lock(meta_mu_);
+    ReaderLock lock(&meta_mu_);
     Volume* found = FindLocked(name);
     if (found == nullptr) return Status::NotFound("no volume named '" + std::string(name) + "'");
     v = volumes_.at(found->id);
@@ -300,7 +315,7 @@ Status Pool::ResizeVolume(std::string_view name, uint64_t size) {
   std::unique_lock gate(v->io_gate);
   uint64_t old_size;
   {
-    std::unique_lock lock(meta_mu_);
+    WriterLock lock(&meta_mu_);
     THINSIM_RETURN_IF_ERROR(RefuseResizeLocked(*v, size));
     old_size = v->size;
     if (size <= old_size || old_size % block_size_ == 0) return SetSizeLocked(*v, size);
@@ -315,7 +330,7 @@ Status Pool::ResizeVolume(std::string_view name, uint64_t size) {
   const uint64_t tail_end = std::min<uint64_t>(size, BlocksFor(old_size, block_size_) * block_size_);
   Status zeroed = ApplyRange(*v, tail_end - old_size, old_size, Intent::kZeroData, nullptr,
                              /*fast=*/false, /*gated=*/false);
-  std::unique_lock lock(meta_mu_);
+  WriterLock lock(&meta_mu_);
   if (volumes_.count(v->id) == 0) return Status::NotFound("no volume named '" + std::string(name) + "'");
   if (!zeroed.ok()) {
     Status undone = ResizeMapLocked(*v, BlocksFor(old_size, block_size_));
@@ -350,7 +365,7 @@ Status Pool::ResizeMapLocked(Volume& v, vblock_t new_blocks) {
     RecycleLocked();
   }
   v.map->Resize(new_blocks);
-  if (all) reserved_ += added;
+  if (all) reservations_.Add(added);
   return Status::OK();
 }
 
@@ -375,7 +390,7 @@ Status Pool::CreateSnapshots(const std::vector<SnapshotRequest>& requests, bool 
   // between two multi-origin snapshots) so that each is a point-in-time image.
   std::map<uint64_t, std::shared_ptr<Volume>> origins;
   {
-    std::shared_lock lock(meta_mu_);
+    ReaderLock lock(&meta_mu_);
     for (const SnapshotRequest& r : requests) {
       Volume* o = FindLocked(r.origin);
       if (o == nullptr) return Status::NotFound("no volume named '" + r.origin + "' to snapshot");
@@ -385,7 +400,7 @@ Status Pool::CreateSnapshots(const std::vector<SnapshotRequest>& requests, bool 
   std::vector<std::unique_lock<std::shared_mutex>> gates;
   for (auto& [id, o] : origins) gates.emplace_back(o->io_gate);
 
-  std::unique_lock lock(meta_mu_);
+  WriterLock lock(&meta_mu_);
   THINSIM_RETURN_IF_ERROR(RefuseIfReadOnlyLocked());
   for (const SnapshotRequest& r : requests) {
     if (FindLocked(r.origin) == nullptr) return Status::NotFound("volume '" + r.origin + "' was deleted");
@@ -399,7 +414,7 @@ Status Pool::CreateSnapshots(const std::vector<SnapshotRequest>& requests, bool 
     // Admission first: the snapshot's new ownership of every block, and its
     // own unmapped guarantee. All-or-nothing: a refusal undoes the
     // snapshots made so far in this call, which restores every counter.
-    Guarantee gs = GuaranteeFor(o->strategy, read_only, /*active=*/false);
+    Guarantee gs = Reservations::GuaranteeFor(o->strategy, read_only, /*active=*/false);
     const int64_t owner_delta = OwnerChangeLocked(*o, gs, /*leave=*/false, /*apply=*/false);
     int64_t delta = owner_delta;
     if (gs.all) delta += static_cast<int64_t>(o->map->nr_vblocks() - o->nr_mapped);
@@ -414,7 +429,7 @@ Status Pool::CreateSnapshots(const std::vector<SnapshotRequest>& requests, bool 
     } else {
       // The snapshot guarantees none of the blocks, so no g(b) changes: the
       // walk above was the whole change (one walk, not two).
-      reserved_ += owner_delta;
+      reservations_.Add(owner_delta);
     }
     auto s = std::make_shared<Volume>();
     s->id = next_volume_id_++;
@@ -431,7 +446,7 @@ Status Pool::CreateSnapshots(const std::vector<SnapshotRequest>& requests, bool 
     s->nr_exclusive = 0;
     o->nr_exclusive = 0;
     families_[s->family].push_back(s.get());
-    reserved_ += static_cast<int64_t>(UnmappedNeedLocked(*s));
+    reservations_.Add(static_cast<int64_t>(UnmappedNeedLocked(*s)));
     created.push_back(s.get());
     names_.emplace(s->name, s->id);
     volumes_.emplace(s->id, std::move(s));
@@ -443,7 +458,7 @@ Status Pool::CreateSnapshots(const std::vector<SnapshotRequest>& requests, bool 
 Status Pool::Grow(uint64_t new_size) {
   uint64_t nr_blocks;
   THINSIM_RETURN_IF_ERROR(PoolBlocks(new_size, block_size_, &nr_blocks));
-  std::unique_lock lock(meta_mu_);
+  WriterLock lock(&meta_mu_);
   THINSIM_RETURN_IF_ERROR(RefuseIfReadOnlyLocked());
   if (nr_blocks < space_map_->nr_blocks()) {
     return Status::Invalid("a pool cannot shrink: it has " + std::to_string(space_map_->nr_blocks()) +
@@ -451,8 +466,8 @@ Status Pool::Grow(uint64_t new_size) {
   }
   THINSIM_RETURN_IF_ERROR(store_->Grow(nr_blocks));
   space_map_->Grow(nr_blocks);
-  guarantors_.resize(nr_blocks, 0);
-  dirty_pool_ = true;
+  reservations_.Grow(nr_blocks);
+  txn_.NotePool();
   RecycleLocked();
   return Status::OK();
 }
@@ -460,7 +475,7 @@ Status Pool::Grow(uint64_t new_size) {
 // ---- Connections ------------------------------------------------------------
 
 Status Pool::OpenVolume(std::string_view name, bool writable, std::shared_ptr<Volume>* out) {
-  std::unique_lock lock(meta_mu_);
+  WriterLock lock(&meta_mu_);
   Volume* v = FindLocked(name);
   if (v == nullptr) return Status::NotFound("no volume named '" + std::string(name) + "'");
   if (writable && v->read_only) {
@@ -473,7 +488,7 @@ Status Pool::OpenVolume(std::string_view name, bool writable, std::shared_ptr<Vo
 }
 
 void Pool::CloseVolume(const std::shared_ptr<Volume>& v, bool writable) {
-  std::unique_lock lock(meta_mu_);
+  WriterLock lock(&meta_mu_);
   assert(v->connections > 0);
   --v->connections;
   // Deactivation only ever lowers the reservation, so it cannot fail.
@@ -481,114 +496,10 @@ void Pool::CloseVolume(const std::shared_ptr<Volume>& v, bool writable) {
 }
 
 uint64_t Pool::VolumeSize(const Volume& v) const {
-  std::shared_lock lock(meta_mu_);
+  ReaderLock lock(&meta_mu_);
   return v.size;
 }
 
 bool Pool::VolumeReadOnly(const Volume& v) const { return v.read_only; }
-
-// ---- Mapping changes with exact counters -------------------------------------
-
-void Pool::MapFreshLocked(Volume& v, vblock_t vb, dblock_t b, bool provisioned) {
-  UnmapLocked(v, vb);
-  // A fresh block has one owner: need(b) = 0 whether or not v guarantees it.
-  Guarantee g = GuaranteeOfLocked(v);
-  guarantors_[b] = g.Covers(provisioned);
-  if (g.all) --reserved_;  // the vblock is no longer an unmapped guaranteed one
-  Chunk& c = v.map->MutableChunk(vb, space_map_.get());
-  c.Set(vb & (kChunkSize - 1), b, provisioned);
-  c.SetSole(vb & (kChunkSize - 1), true);  // a fresh block: count 1
-  NoteChunkLocked(v, vb);
-  ++v.nr_mapped;
-  ++v.nr_exclusive;
-  if (provisioned) ++v.nr_provisioned;
-}
-
-void Pool::UnmapLocked(Volume& v, vblock_t vb) {
-  MappingTable::Entry e = v.map->Lookup(vb);
-  if (e.dblock == kNoDblock) return;
-  // v stops owning the block (and guaranteeing it, if it did).
-  Guarantee g = GuaranteeOfLocked(v);
-  uint32_t gv = g.Covers(e.provisioned);
-  uint32_t& gb = guarantors_[e.dblock];
-  if (gb > 0) {  // else need(b) is 0 before and after: skip the owner count
-    uint32_t owners = OwnersLocked(v.family, vb, e.dblock, nullptr);
-    reserved_ += Need(owners - 1, gb - gv) - Need(owners, gb);
-    gb -= gv;
-  }
-  if (g.all) ++reserved_;  // an unmapped guaranteed vblock needs one block
-  Chunk& c = v.map->MutableChunk(vb, space_map_.get());  // now private: refs 1
-  bool was_exclusive = c.sole(vb & (kChunkSize - 1));  // c is private now
-  c.Clear(vb & (kChunkSize - 1));
-  NoteChunkLocked(v, vb);
-  --v.nr_mapped;
-  if (was_exclusive) --v.nr_exclusive;
-  if (e.provisioned) --v.nr_provisioned;
-  DropBlockRefLocked(v.family, vb, e.dblock);
-}
-
-void Pool::NoteUnsharedLocked(Volume& w) {
-  if (journal_) w.unshared_in_txn.store(commits_captured_.load() + 1);
-}
-
-bool Pool::InPlaceNeedsCommit(const Volume& v) const {
-  return journal_ && v.unshared_in_txn.load() > commits_succeeded_.load();
-}
-
-void Pool::UnmapRangeLocked(Volume& v, vblock_t first, vblock_t last) {
-  for (vblock_t vb = first; vb <= last;) {
-    size_t idx = vb >> kChunkShift;
-    vblock_t chunk_end = std::min<vblock_t>(last, ((idx + 1) << kChunkShift) - 1);
-    const Chunk* c = v.map->chunk(idx);
-    if (c != nullptr && !c->empty()) {
-      for (vblock_t x = vb; x <= chunk_end; ++x) UnmapLocked(v, x);
-      v.map->DropIfEmpty(vb);
-    }
-    vb = chunk_end + 1;
-  }
-}
-
-// One chunk object stopped mapping `b` (at `vb`). If exactly one volume owns
-// it now, that volume's exclusive count grows.
-void Pool::DropBlockRefLocked(uint64_t family, vblock_t vb, dblock_t b) {
-  if (space_map_->Dec(b) != 1) return;
-  for (Volume* w : families_[family]) {
-    if (vb >= w->map->nr_vblocks()) continue;
-    MappingTable::Entry e = w->map->Lookup(vb);
-    if (e.dblock != b) continue;
-    // The one chunk left that maps b: its holders are b's owners.
-    w->map->SetSole(vb, true);
-    if (!e.chunk_shared) {
-      ++w->nr_exclusive;
-      NoteUnsharedLocked(*w);
-    }
-    return;
-  }
-}
-
-void Pool::LeaveOutOfSpaceIfRoomLocked() {
-  std::optional<PoolEvent> e = space_policy_.LeaveOutOfSpaceIfRoom(FreeLocked(), reserved_, space_map_->nr_blocks());
-  if (e) dirty_pool_ = true;
-  PublishLocked(e);
-}
-
-void Pool::SetEventHandler(std::function<void(const PoolEvent&)> handler) {
-  std::unique_lock lock(meta_mu_);
-  event_handler_ = std::move(handler);
-}
-
-void Pool::SetModeLocked(PoolMode mode) {
-  std::optional<PoolEvent> e = space_policy_.SetMode(mode, FreeLocked(), space_map_->nr_blocks());
-  if (e) dirty_pool_ = true;  // the mode is stored with the pool
-  PublishLocked(e);
-}
-
-void Pool::CheckLowWaterLocked() {
-  PublishLocked(space_policy_.CheckLowWater(FreeLocked(), space_map_->nr_blocks()));
-}
-
-void Pool::PublishLocked(const std::optional<PoolEvent>& event) {
-  if (event && event_handler_) event_handler_(*event);
-}
 
 }  // namespace thinsim

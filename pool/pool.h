@@ -15,8 +15,13 @@
 //
 // Thread safety: a Pool is safe for concurrent use without external
 // synchronisation. Locking (docs/concurrency.md):
-//   - meta_mu_ (shared_mutex) guards the volume table, every mapping, the
-//     space map and the counters. Held briefly: no data is copied, synced
+//   - meta_mu_ (SharedMutex) guards the volume table, every mapping, the
+//     space map, the counters and the parts Pool delegates to
+//     (Reservations, FreedBlocks, Transaction): the members are
+//     GUARDED_BY(meta_mu_), the *Locked functions REQUIRE it (shared or
+//     exclusive), and space_freed_ (CondVarAny) waits with it held
+//     exclusively. Volume's fields it guards are not annotated (a Volume
+//     does not know its pool's lock). Held briefly: no data is copied, synced
 //     or discarded under it, except by an allocation that can only be
 //     satisfied that way (freed blocks not yet committed or discarded) and
 //     by checkpoints.
@@ -30,7 +35,10 @@
 //     that changes the volume's data or mapping, and exclusively by snapshot,
 //     resize and delete of that volume, so a snapshot is a point-in-time
 //     image. Reads do not take it: they never wait for a snapshot.
-//   - commit_mu_ serialises metadata commits (persistence.cc).
+//   - commit_mu_ (Mutex) serialises metadata commits (persistence.cc):
+//     capturing, syncing and finishing a commit REQUIRE it.
+//   - the Committer's own Mutex guards only its stop flag.
+// scripts/test stage e checks the annotations (clang -Wthread-safety).
 // Lock order: io_gate (several: by volume id) -> RangeLock -> commit_mu_ ->
 // meta_mu_ -> a volume's map_mu.
 #ifndef THINSIM_POOL_POOL_H_
@@ -41,7 +49,6 @@
 #include <condition_variable>
 #include <mutex>
 #include <set>
-#include <thread>
 #include <functional>
 #include <cstdint>
 #include <map>
@@ -59,8 +66,12 @@
 #include "base/types.h"
 #include "env/env.h"
 #include "metadata/pool_dir.h"
+#include "pool/committer.h"
+#include "pool/freed_blocks.h"
 #include "pool/request_observer.h"
+#include "pool/reservations.h"
 #include "pool/space_policy.h"
+#include "pool/transaction.h"
 
 namespace thinsim {
 
@@ -244,12 +255,12 @@ class Pool {
   // a metadata commit.
   Status Flush();
   // Commits metadata changes (no-op for an in-memory pool).
-  Status Commit();
+  Status Commit() EXCLUDES(commit_mu_);
   // Puts the pool in fail mode, as a failed commit does: every request and
   // change is refused with an IO error until the pool is reopened. For a
   // pool whose in-core state is ahead of files that can no longer be
   // trusted (after a simulated power cut).
-  void Fail(const std::string& reason);
+  void Fail(const std::string& reason) EXCLUDES(meta_mu_);
   // Commits every `seconds` from a background thread while changes are
   // pending (SPEC commit-interval). Stop before destruction.
   void StartCommitter(uint32_t seconds);
@@ -291,45 +302,42 @@ class Pool {
   static Status OpenDir(const PoolOptions& options, std::unique_ptr<metadata::PoolDirLock> dir_lock,
                         std::unique_ptr<Pool>* out);
   // Builds volumes, mappings and every counter from a loaded image.
-  Status LoadImageLocked(const metadata::Image& image);
-  void RebuildCountersLocked();
+  Status LoadImageLocked(const metadata::Image& image) REQUIRES(meta_mu_);
+  void RebuildCountersLocked() REQUIRES(meta_mu_);
   // Records that v's chunk holding vb changed in this transaction.
-  void NoteChunkLocked(const Volume& v, vblock_t vb);
+  void NoteChunkLocked(const Volume& v, vblock_t vb) REQUIRES(meta_mu_);
   // Records a volume's attributes (create or change), after the chunk
   // changes made so far, so that replay applies them in order.
-  void NoteVolumeLocked(const Volume& v);
-  void NoteSnapshotLocked(const Volume& snapshot);
-  void NoteDeleteLocked(uint64_t id);
-  // Appends the pending chunk records to the transaction.
-  void MaterializeChunksLocked();
-  void EncodeCheckpointLocked(std::string* out) const;
+  void NoteVolumeLocked(const Volume& v) REQUIRES(meta_mu_);
+  void NoteSnapshotLocked(const Volume& snapshot) REQUIRES(meta_mu_);
+  void NoteDeleteLocked(uint64_t id) REQUIRES(meta_mu_);
+  // The open transaction's ChunkEncoder: the chunk's record as it is now.
+  void EncodeChunkLocked(uint64_t volume_id, size_t index, std::string* out) const REQUIRES_SHARED(meta_mu_);
+  void EncodeCheckpointLocked(std::string* out) const REQUIRES_SHARED(meta_mu_);
   // Commits with every pool lock held across the syncs: for a checkpoint,
   // which must see the state stand still, and for an allocation that needs
   // the blocks the transaction freed.
   // REQUIRES: meta_mu_ exclusive and commit_mu_ held.
-  Status CommitLocked();
+  Status CommitLocked() REQUIRES(meta_mu_, commit_mu_);
   // Commits holding meta_mu_ only to capture the transaction and to finish:
   // requests go on while the data and the log are synced.
   // REQUIRES: commit_mu_ held, meta_mu_ not held.
-  Status CommitConcurrently();
+  Status CommitConcurrently() REQUIRES(commit_mu_);
   // Encodes the open transaction into `records`, starts a new one, and
-  // moves the blocks it freed to committing_. Returns the commit's number.
-  uint64_t CaptureTxnLocked(std::string* records);
+  // moves the blocks it freed to the committing step. Returns the commit's number.
+  uint64_t CaptureTxnLocked(std::string* records) REQUIRES(meta_mu_, commit_mu_);
   // Data first, then the log: a committed mapping must never point at
   // unwritten data. Empty `records`: only the data sync (a FLUSH).
-  Status SyncAndLog(const std::string& records);
+  Status SyncAndLog(const std::string& records) REQUIRES(commit_mu_);
   // After SyncAndLog of commit `number`.
-  void FinishCommitLocked(const Status& s, uint64_t number);
+  void FinishCommitLocked(const Status& s, uint64_t number) REQUIRES(meta_mu_, commit_mu_);
   // IOError once a commit has failed.
-  Status RefuseIfFailedLocked() const;
-  Status RefuseIfReadOnlyLocked() const;
-  void CommitterLoop(uint32_t seconds);
-  // Waits up to `period` for StopCommitter; true when it was called.
-  bool CommitterStopsWithin(std::chrono::seconds period) EXCLUDES(committer_mu_);
+  Status RefuseIfFailedLocked() const REQUIRES_SHARED(meta_mu_);
+  Status RefuseIfReadOnlyLocked() const REQUIRES_SHARED(meta_mu_);
 
   // REQUIRES: meta_mu_ held (shared or exclusive).
-  Volume* FindLocked(std::string_view name) const;
-  VolumeInfo InfoLocked(const Volume& v) const;
+  Volume* FindLocked(std::string_view name) const REQUIRES_SHARED(meta_mu_);
+  VolumeInfo InfoLocked(const Volume& v) const REQUIRES_SHARED(meta_mu_);
   Status CheckRange(const Volume& v, uint64_t len, uint64_t offset) const;
 
   // The data-operation pipeline: plan under a shared metadata lock, allocate,
@@ -352,160 +360,137 @@ class Pool {
   // REQUIRES: v.map_mu held (shared is enough).
   void PlanLocked(const Volume& v, vblock_t vb, uint32_t off, uint32_t len, Intent intent,
                   const uint8_t* src, std::vector<Step>* steps) const;
-  Status AllocateBlocks(std::unique_lock<std::shared_mutex>& lock, const Volume& v,
-                        std::vector<Step>* steps);
-  int64_t StepReservedDeltaLocked(const Volume& v, const Step& st) const;
+  Status AllocateBlocks(const Volume& v, std::vector<Step>* steps) REQUIRES(meta_mu_);
+  int64_t StepReservedDeltaLocked(const Volume& v, const Step& st) const REQUIRES_SHARED(meta_mu_);
   Status MoveData(const std::vector<Step>& steps);
-  void InstallLocked(Volume& v, const std::vector<Step>& steps);
+  void InstallLocked(Volume& v, const std::vector<Step>& steps) REQUIRES(meta_mu_);
 
-  // ---- Reservations (reservation.cc) ----
+  // ---- Reservations (reservation.cc, reservations.h) ----
   // Which vblocks a volume guarantees (SPEC section 5).
-  struct Guarantee {
-    bool all = false;          // every vblock (full, or volume while active)
-    bool provisioned = false;  // provisioned vblocks (provision)
-    bool Covers(bool entry_provisioned) const { return all || (provisioned && entry_provisioned); }
-  };
-  Guarantee GuaranteeOfLocked(const Volume& v) const;
-  // need(b) of SPEC section 5 for a block with these owners and guarantors.
-  static int64_t Need(uint64_t owners, uint64_t guarantors) {
-    if (guarantors == 0) return 0;
-    return owners > guarantors ? guarantors : guarantors - 1;
-  }
-  // As GuaranteeOfLocked, for a volume in a hypothetical state.
-  static Guarantee GuaranteeFor(Strategy s, bool read_only, bool active);
+  using Guarantee = Reservations::Guarantee;
+  Guarantee GuaranteeOfLocked(const Volume& v) const REQUIRES_SHARED(meta_mu_);
   // Number of volumes owning `b`, mapped at `vb` in `family`. `known`, if
   // given, is a chunk that maps b (a fast path when it is the only one).
-  uint32_t OwnersLocked(uint64_t family, vblock_t vb, dblock_t b, const Chunk* known) const;
+  uint32_t OwnersLocked(uint64_t family, vblock_t vb, dblock_t b, const Chunk* known) const
+      REQUIRES_SHARED(meta_mu_);
   // Reserved blocks a volume's unmapped vblocks need.
-  uint64_t UnmappedNeedLocked(const Volume& v) const;
+  uint64_t UnmappedNeedLocked(const Volume& v) const REQUIRES_SHARED(meta_mu_);
   // Changes v's guarantee from `from` to `to`: with apply=false only
   // returns the change in reserved blocks; with apply=true also makes it.
-  int64_t ChangeGuaranteeLocked(Volume& v, Guarantee from, Guarantee to, bool apply);
-  // Checks that `delta` more reserved blocks fit: reserved <= free.
-  Status AdmitLocked(int64_t delta, const std::string& what) const;
+  int64_t ChangeGuaranteeLocked(Volume& v, Guarantee from, Guarantee to, bool apply) REQUIRES(meta_mu_);
+  // Checks that `delta` more reserved blocks fit: reserved <= free
+  // (Reservations::Admit over FreeLocked).
+  Status AdmitLocked(int64_t delta, const std::string& what) const REQUIRES_SHARED(meta_mu_);
   // Change in reserved blocks if a new owner with guarantee `g` joined (or,
   // with leave, the owner left) every block of v.
-  int64_t OwnerChangeLocked(Volume& v, Guarantee g, bool leave, bool apply);
+  int64_t OwnerChangeLocked(Volume& v, Guarantee g, bool leave, bool apply) REQUIRES(meta_mu_);
   // The reserved blocks charged to v (for VolumeInfo).
-  uint64_t VolumeReservedLocked(const Volume& v) const;
+  uint64_t VolumeReservedLocked(const Volume& v) const REQUIRES_SHARED(meta_mu_);
   // Activation changes; REQUIRES: meta_mu_ exclusive.
-  Status SetActiveStateLocked(Volume& v, bool pinned, uint32_t writable_connections);
+  Status SetActiveStateLocked(Volume& v, bool pinned, uint32_t writable_connections) REQUIRES(meta_mu_);
   // ---- Resize (pool.cc) ----
   // Why `v` may not be resized to `size` now, or OK. REQUIRES: meta_mu_.
-  Status RefuseResizeLocked(const Volume& v, uint64_t size) const;
+  Status RefuseResizeLocked(const Volume& v, uint64_t size) const REQUIRES_SHARED(meta_mu_);
   // Gives v's map `new_blocks` vblocks: admits and reserves what a
   // guaranteed volume gains, unmaps what it loses. Leaves v.size (and so
   // the volume's record) alone. REQUIRES: meta_mu_ exclusive.
-  Status ResizeMapLocked(Volume& v, vblock_t new_blocks);
+  Status ResizeMapLocked(Volume& v, vblock_t new_blocks) REQUIRES(meta_mu_);
   // ResizeMapLocked, then v.size = size. REQUIRES: meta_mu_ exclusive.
-  Status SetSizeLocked(Volume& v, uint64_t size);
+  Status SetSizeLocked(Volume& v, uint64_t size) REQUIRES(meta_mu_);
 
-  // Mapping changes with exact counters. REQUIRES: meta_mu_ exclusive.
-  void MapFreshLocked(Volume& v, vblock_t vb, dblock_t b, bool provisioned);
-  void UnmapLocked(Volume& v, vblock_t vb);
-  void UnmapRangeLocked(Volume& v, vblock_t first, vblock_t last);
-  void DropBlockRefLocked(uint64_t family, vblock_t vb, dblock_t b);
+  // Mapping changes with exact counters (mapping_changes.cc).
+  // REQUIRES: meta_mu_ exclusive.
+  void MapFreshLocked(Volume& v, vblock_t vb, dblock_t b, bool provisioned) REQUIRES(meta_mu_);
+  void UnmapLocked(Volume& v, vblock_t vb) REQUIRES(meta_mu_);
+  void UnmapRangeLocked(Volume& v, vblock_t first, vblock_t last) REQUIRES(meta_mu_);
+  void DropBlockRefLocked(uint64_t family, vblock_t vb, dblock_t b) REQUIRES(meta_mu_);
   // Some block of w is exclusive now but shared in the committed state.
-  void NoteUnsharedLocked(Volume& w);
+  void NoteUnsharedLocked(Volume& w) REQUIRES(meta_mu_);
   // Whether an in-place overwrite of v must wait for a commit (see
   // Volume::unshared_in_txn).
   bool InPlaceNeedsCommit(const Volume& v) const;
-  void ReleaseVolumeLocked(Volume& v);
-  // ---- Freed blocks (freeing.cc) ----
-  // A block whose count reaches zero goes back to the free set in steps:
-  // freed_in_txn_ (persistent pools: until the transaction that freed it
-  // commits) -> committing_ (while that commit runs) -> to_discard_ ->
-  // discarded with no lock held -> free. Every step counts as free space
+  void ReleaseVolumeLocked(Volume& v) REQUIRES(meta_mu_);
+  // ---- Freed blocks (freeing.cc, freed_blocks.h) ----
+  // A block whose count reaches zero goes through the steps of FreedBlocks
+  // before it is allocatable again; every step counts as free space
   // (FreeLocked), so admission sees it at once; only allocation waits.
   // Takes the blocks released since the last call; wakes queued writers.
-  void RecycleLocked();
-  // Discards to_discard_ with no pool lock held, then frees the blocks, so
-  // that deleting a volume of many blocks does not stall other requests.
+  void RecycleLocked() REQUIRES(meta_mu_);
+  // Discards the blocks waiting for it with no pool lock held, then frees
+  // them, so that deleting a volume of many blocks does not stall other
+  // requests.
   // REQUIRES: no meta_mu_ or map_mu held. Cheap when there is nothing to do.
   void DiscardFreedBlocks();
   // The same under meta_mu_ (exclusive): an allocation needs them now.
-  void DiscardFreedBlocksLocked();
-  // Moves to_discard_ to the caller, counting it in discarding_ until
-  // RecycleDiscardedLocked.
-  std::vector<dblock_t> TakeDiscardsLocked();
-  // Discards `blocks` in runs; returns those it discarded (a failed discard
-  // leaves old bytes, so such a block is never reused).
-  std::vector<dblock_t> DiscardRuns(std::vector<dblock_t> blocks);
-  void RecycleDiscardedLocked(const std::vector<dblock_t>& blocks, uint64_t taken);
-  // Freed blocks that are not allocatable yet.
-  uint64_t PendingFreeLocked() const;
+  void DiscardFreedBlocksLocked() REQUIRES(meta_mu_);
+  // Whether some freed blocks wait for a discard; needs no lock.
+  bool DiscardsPending() const;
+  // Puts a discarded batch of `taken` blocks (those in `blocks` discarded
+  // right) back in the space map.
+  void RecycleDiscardedLocked(const std::vector<dblock_t>& blocks, uint64_t taken) REQUIRES(meta_mu_);
   // Runs DiscardFreedBlocks when the enclosing operation ends. Declared
   // before any lock, it runs after they are all released.
   class DiscardAtExit;
   // Raises LOW_WATER once each time free space falls below the threshold,
   // and POOL_MODE on mode changes.
-  void CheckLowWaterLocked();
+  void CheckLowWaterLocked() REQUIRES(meta_mu_);
   // Free blocks: allocatable now, plus those freed in the current
   // transaction, which a commit makes allocatable (persistent pools commit
   // when an allocation needs them). The invariant is reserved <= this.
-  uint64_t FreeLocked() const;
+  uint64_t FreeLocked() const REQUIRES_SHARED(meta_mu_);
   // Back to `write` once some free space is unreserved again.
-  void LeaveOutOfSpaceIfRoomLocked();
-  void SetModeLocked(PoolMode mode);
+  void LeaveOutOfSpaceIfRoomLocked() REQUIRES(meta_mu_);
+  void SetModeLocked(PoolMode mode) REQUIRES(meta_mu_);
   // Hands a policy decision's event to the event handler.
-  void PublishLocked(const std::optional<PoolEvent>& event);
+  void PublishLocked(const std::optional<PoolEvent>& event) REQUIRES(meta_mu_);
 
   const uint32_t block_size_;
   const PoolOptions options_;
   const std::unique_ptr<DataStore> store_;
   const std::unique_ptr<metadata::PoolDirLock> dir_lock_;  // DIR's lock; null in memory
 
-  mutable std::shared_mutex meta_mu_;
-  std::condition_variable_any space_freed_;  // with meta_mu_
+  mutable SharedMutex meta_mu_;
+  CondVarAny space_freed_;  // with meta_mu_ (exclusive)
   // State below is protected by meta_mu_.
-  std::unique_ptr<SpaceMap> space_map_;
+  std::unique_ptr<SpaceMap> space_map_ GUARDED_BY(meta_mu_);
   // Pool mode, low water and when-full queueing (space_policy.h).
-  SpacePolicy space_policy_;
-  // Guaranteeing owners per dblock, g(b) of SPEC section 5.
-  std::vector<uint32_t> guarantors_;
-  // Sum of need(b) over blocks plus the unmapped guaranteed vblocks.
-  int64_t reserved_ = 0;
-  std::function<void(const PoolEvent&)> event_handler_;
+  SpacePolicy space_policy_ GUARDED_BY(meta_mu_);
+  // g(b) of SPEC section 5 per dblock and the reserved blocks, kept exact
+  // by every mapping change.
+  Reservations reservations_ GUARDED_BY(meta_mu_);
+  std::function<void(const PoolEvent&)> event_handler_ GUARDED_BY(meta_mu_);
   // The current metadata transaction (persistent pools): records of
   // volume changes in order, chunks changed since, pool attributes changed.
   std::unique_ptr<metadata::Journal> journal_;
-  std::string txn_records_;
-  std::set<std::pair<uint64_t, size_t>> dirty_chunks_;
-  bool dirty_pool_ = false;
+  Transaction txn_ GUARDED_BY(meta_mu_);
   // Blocks freed and not yet allocatable; see RecycleLocked.
-  std::vector<dblock_t> freed_in_txn_;
-  std::vector<dblock_t> committing_;
-  std::vector<dblock_t> to_discard_;
-  uint64_t discarding_ = 0;  // taken by DiscardFreedBlocks
-  // to_discard_ is not empty: read without the lock by DiscardFreedBlocks.
-  std::atomic<bool> discards_pending_{false};
+  // discards_pending() is read without the lock by DiscardFreedBlocks.
+  FreedBlocks freed_ GUARDED_BY(meta_mu_);
   // Blocks allocated by requests that have not installed them yet: a
   // commit records them as free, since no committed mapping uses them.
-  std::unordered_set<dblock_t> in_flight_;
-  std::string read_only_reason_;
+  std::unordered_set<dblock_t> in_flight_ GUARDED_BY(meta_mu_);
+  std::string read_only_reason_ GUARDED_BY(meta_mu_);
   // Whether read_only_reason_ is set or the pool failed: read without the
   // metadata lock by the write path.
   std::atomic<bool> changes_refused_{false};
 
-  // Serialises commits, so transactions reach the log in capture order.
-  // Lock order: commit_mu_ -> meta_mu_ (an allocation holding meta_mu_ only
-  // ever try_locks it).
-  std::mutex commit_mu_;
+  // Serialises commits, so transactions reach the log in capture order:
+  // capture, sync and finish all require it. Lock order: commit_mu_ ->
+  // meta_mu_ (an allocation holding meta_mu_ only ever TryLocks it).
+  Mutex commit_mu_;
   // Commits numbered by capture; the last that succeeded. Read without a
   // lock by Commit: a commit captured after a caller arrived covers it.
   std::atomic<uint64_t> commits_captured_{0};
   std::atomic<uint64_t> commits_succeeded_{0};
 
-  Mutex committer_mu_;
-  CondVar committer_cv_;  // with committer_mu_
-  bool committer_stop_ GUARDED_BY(committer_mu_) = false;
-  std::thread committer_;
-  uint64_t next_volume_id_ = 1;
-  std::map<uint64_t, std::shared_ptr<Volume>> volumes_;  // by id = creation order
-  std::map<std::string, uint64_t, std::less<>> names_;
+  // The commit timer's thread (StartCommitter).
+  Committer committer_;
+  uint64_t next_volume_id_ GUARDED_BY(meta_mu_) = 1;
+  std::map<uint64_t, std::shared_ptr<Volume>> volumes_ GUARDED_BY(meta_mu_);  // by id = creation order
+  std::map<std::string, uint64_t, std::less<>> names_ GUARDED_BY(meta_mu_);
   // Volumes descending from one created volume through snapshots. Only
   // members of a family can share blocks.
-  std::unordered_map<uint64_t, std::vector<Volume*>> families_;
+  std::unordered_map<uint64_t, std::vector<Volume*>> families_ GUARDED_BY(meta_mu_);
 };
 
 class Pool::DiscardAtExit {

@@ -22,7 +22,7 @@
 namespace thinsim {
 
 Status Pool::TEST_CheckCounters() const {
-  std::shared_lock lock(meta_mu_);
+  ReaderLock lock(&meta_mu_);
   // Owners of each block: sum of refs of the distinct chunks mapping it.
   std::unordered_map<dblock_t, uint64_t> owners;
   std::unordered_map<dblock_t, uint32_t> chunk_refs;
@@ -37,6 +37,7 @@ Status Pool::TEST_CheckCounters() const {
       });
       std::string bad;
       c->ForEach([&](uint32_t i, dblock_t b, bool) {
+        meta_mu_.AssertHeldShared();  // a lambda run under it: the analysis cannot see that
         if (c->sole(i) != (space_map_->RefCount(b) == 1) && bad.empty()) {
           bad = "dblock " + std::to_string(b) + " (count " + std::to_string(space_map_->RefCount(b)) +
                 ") has its sole mark " + (c->sole(i) ? "set" : "clear");
@@ -57,11 +58,11 @@ Status Pool::TEST_CheckCounters() const {
     if (space_map_->RefCount(static_cast<dblock_t>(b)) > 0) ++used;
   }
   // Blocks freed since the last commit stay used until it (persistent pools).
-  if (used != chunk_refs.size() || used + PendingFreeLocked() != space_map_->nr_used()) {
+  if (used != chunk_refs.size() || used + freed_.pending() != space_map_->nr_used()) {
     return Status::Corruption("used blocks: " + std::to_string(space_map_->nr_used()) +
                               " counted, " + std::to_string(used) + " referenced, " +
                               std::to_string(chunk_refs.size()) + " mapped, " +
-                              std::to_string(PendingFreeLocked()) + " freed, not yet reusable");
+                              std::to_string(freed_.pending()) + " freed, not yet reusable");
   }
   // Reservations: g(b) from every owner's guarantee, then the SPEC formula.
   std::unordered_map<dblock_t, uint64_t> guarantors;
@@ -76,27 +77,28 @@ Status Pool::TEST_CheckCounters() const {
     }
   }
   for (const auto& [b, o] : owners) {
-    if (guarantors_[b] != guarantors[b]) {
+    if (reservations_.guarantors(b) != guarantors[b]) {
       return Status::Corruption("dblock " + std::to_string(b) + " has " +
-                                std::to_string(guarantors_[b]) + " guarantors counted, " +
+                                std::to_string(reservations_.guarantors(b)) + " guarantors counted, " +
                                 std::to_string(guarantors[b]) + " walked");
     }
-    reserved += Need(o, guarantors[b]);
+    reserved += Reservations::Need(o, guarantors[b]);
   }
-  if (reserved != reserved_) {
-    return Status::Corruption("reserved blocks: " + std::to_string(reserved_) + " counted, " +
+  const int64_t counted = reservations_.reserved();
+  if (reserved != counted) {
+    return Status::Corruption("reserved blocks: " + std::to_string(counted) + " counted, " +
                               std::to_string(reserved) + " walked");
   }
-  if (reserved_ > static_cast<int64_t>(FreeLocked())) {
-    return Status::Corruption("reserved " + std::to_string(reserved_) + " > free " +
+  if (counted > static_cast<int64_t>(FreeLocked())) {
+    return Status::Corruption("reserved " + std::to_string(counted) + " > free " +
                               std::to_string(FreeLocked()));
   }
   uint64_t reserved_by_volumes = 0;
   for (const auto& [id, v] : volumes_) reserved_by_volumes += VolumeReservedLocked(*v);
-  if (static_cast<int64_t>(reserved_by_volumes) != reserved_) {
+  if (static_cast<int64_t>(reserved_by_volumes) != counted) {
     return Status::Corruption("per-volume reserved blocks add up to " +
                               std::to_string(reserved_by_volumes) + ", pool has " +
-                              std::to_string(reserved_));
+                              std::to_string(counted));
   }
   for (const auto& [id, v] : volumes_) {
     uint64_t mapped = 0, exclusive = 0, provisioned = 0;

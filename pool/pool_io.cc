@@ -101,16 +101,15 @@ void Pool::PlanLocked(const Volume& v, vblock_t vb, uint32_t off, uint32_t len, 
 
 // ---- Allocation -------------------------------------------------------------
 
-// What installing `st` will do to reserved_: a guaranteed hole stops
-// needing its block; a shared block loses v as an owner.
+// What installing `st` will do to the reserved blocks: a guaranteed hole
+// stops needing its block; a shared block loses v as an owner.
 int64_t Pool::StepReservedDeltaLocked(const Volume& v, const Step& st) const {
   Guarantee g = GuaranteeOfLocked(v);
   if (st.kind == Step::kFresh) return g.all ? -1 : 0;
-  uint32_t gb = guarantors_[st.old];
-  if (gb == 0) return 0;  // nobody guarantees it: need(b) is 0 before and after
+  // Nobody guarantees it: need(b) is 0 before and after.
+  if (reservations_.guarantors(st.old) == 0) return 0;
   uint32_t owners = OwnersLocked(v.family, st.vb, st.old, nullptr);
-  uint32_t gv = g.Covers(st.old_provisioned);
-  return Need(owners - 1, gb - gv) - Need(owners, gb);
+  return reservations_.OwnerDelta(st.old, owners, g.Covers(st.old_provisioned), /*leave=*/true);
 }
 
 // Takes one block for each step that needs one. The request fits when,
@@ -118,18 +117,18 @@ int64_t Pool::StepReservedDeltaLocked(const Volume& v, const Step& st) const {
 // (whose blocks are reserved) always fit, and others may not take the
 // reserved ones. The reservation change is counted now, so that other
 // requests see it while this one moves its data.
-Status Pool::AllocateBlocks(std::unique_lock<std::shared_mutex>& lock, const Volume& v,
-                            std::vector<Step>* steps) {
+Status Pool::AllocateBlocks(const Volume& v, std::vector<Step>* steps) {
   using Clock = std::chrono::steady_clock;
   const auto deadline = Clock::now() + std::chrono::seconds(options_.no_space_timeout_seconds);
   const size_t n = std::count_if(steps->begin(), steps->end(), [](const Step& s) { return s.needs_block(); });
   auto fits = [&]() -> bool {
+    meta_mu_.AssertHeld();  // a lambda run under it: the analysis cannot see that
     int64_t delta = 0;
     for (const Step& st : *steps) {
       if (st.needs_block()) delta += StepReservedDeltaLocked(v, st);
     }
     int64_t free_after = static_cast<int64_t>(FreeLocked()) - static_cast<int64_t>(n);
-    return free_after >= 0 && reserved_ + delta <= free_after;
+    return free_after >= 0 && reservations_.reserved() + delta <= free_after;
   };
   for (;;) {
     // A commit may have failed while this request waited.
@@ -137,18 +136,19 @@ Status Pool::AllocateBlocks(std::unique_lock<std::shared_mutex>& lock, const Vol
     if (fits()) {
       if (space_map_->nr_free() >= n) break;
       // There is room, but some of it is freed blocks not allocatable yet.
-      if (!to_discard_.empty()) {
+      if (freed_.has_discards()) {
         DiscardFreedBlocksLocked();
-      } else if (!freed_in_txn_.empty() && commit_mu_.try_lock()) {
+      } else if (freed_.has_uncommitted() && commit_mu_.TryLock()) {
         // Blocks freed since the last commit become allocatable by
         // committing, as dm-thin commits when it runs out of free blocks.
-        std::lock_guard<std::mutex> serial(commit_mu_, std::adopt_lock);
-        THINSIM_RETURN_IF_ERROR(CommitLocked());
+        Status committed = CommitLocked();
+        commit_mu_.Unlock();
+        THINSIM_RETURN_IF_ERROR(committed);
       } else {
         // A commit or a discard running without the lock frees them soon
         // (and notifies; the timeout covers a commit that has yet to
         // release commit_mu_).
-        space_freed_.wait_for(lock, std::chrono::milliseconds(10));
+        space_freed_.WaitFor(&meta_mu_, std::chrono::milliseconds(10));
       }
       continue;
     }
@@ -166,16 +166,17 @@ Status Pool::AllocateBlocks(std::unique_lock<std::shared_mutex>& lock, const Vol
       // Wake up now and then to notice a shutdown.
       auto slice = std::min(deadline, Clock::now() + std::chrono::milliseconds(100));
       if (forever) slice = Clock::now() + std::chrono::milliseconds(100);
-      space_freed_.wait_until(lock, slice);
+      space_freed_.WaitUntil(&meta_mu_, slice);
       continue;
     }
     if (fits()) continue;
     if (can_wait) {
       space_policy_.NoteQueueTimedOut();
-      space_freed_.notify_all();  // the other queued writes fail now too
+      space_freed_.SignalAll();  // the other queued writes fail now too
     }
     uint64_t free = FreeLocked();
-    uint64_t unreserved = free > static_cast<uint64_t>(reserved_) ? free - reserved_ : 0;
+    const int64_t reserved = reservations_.reserved();
+    uint64_t unreserved = free > static_cast<uint64_t>(reserved) ? free - reserved : 0;
     return Status::NoSpace("pool out of data space: need " + std::to_string(n) + " block(s), " +
                            std::to_string(free) + " free, " + std::to_string(unreserved) +
                            " of them unreserved" +
@@ -186,7 +187,7 @@ Status Pool::AllocateBlocks(std::unique_lock<std::shared_mutex>& lock, const Vol
   for (Step& st : *steps) {
     if (!st.needs_block()) continue;
     st.reserved_delta = StepReservedDeltaLocked(v, st);
-    reserved_ += st.reserved_delta;
+    reservations_.Add(st.reserved_delta);
     st.fresh = space_map_->Allocate();
     if (journal_) in_flight_.insert(st.fresh);
   }
@@ -215,7 +216,7 @@ Status Pool::MoveData(const std::vector<Step>& steps) {
 void Pool::InstallLocked(Volume& v, const std::vector<Step>& steps) {
   for (const Step& st : steps) {
     if (st.kind != Step::kInPlace) {
-      reserved_ -= st.reserved_delta;  // counted at allocation; the change below makes it
+      reservations_.Add(-st.reserved_delta);  // counted at allocation; the change below makes it
       MapFreshLocked(v, st.vb, st.fresh, st.provision || st.old_provisioned);
       if (journal_) {
         in_flight_.erase(st.fresh);
@@ -233,9 +234,7 @@ void Pool::InstallLocked(Volume& v, const std::vector<Step>& steps) {
     uint32_t gv_before = g.Covers(false), gv_after = g.Covers(true);
     if (gv_after != gv_before) {
       uint32_t owners = OwnersLocked(v.family, st.vb, e.dblock, nullptr);
-      uint32_t& gb = guarantors_[e.dblock];
-      reserved_ += Need(owners, gb + 1) - Need(owners, gb);
-      ++gb;
+      reservations_.ChangeGuarantor(e.dblock, owners, /*from=*/false, /*to=*/true, /*apply=*/true);
     }
   }
 }
@@ -326,7 +325,7 @@ Status Pool::ApplyHeld(Volume& v, const Span& span, Intent intent, const uint8_t
   const vblock_t last = span.last;
 
   if (changes_refused_.load(std::memory_order_acquire)) {
-    std::shared_lock lock(meta_mu_);
+    ReaderLock lock(&meta_mu_);
     THINSIM_RETURN_IF_ERROR(RefuseIfReadOnlyLocked());
   }
   std::vector<Step> steps;
@@ -372,20 +371,20 @@ Status Pool::ApplyHeld(Volume& v, const Span& span, Intent intent, const uint8_t
     THINSIM_RETURN_IF_ERROR(Commit());
   }
   if (needed > 0) {
-    std::unique_lock lock(meta_mu_);
-    THINSIM_RETURN_IF_ERROR(AllocateBlocks(lock, v, &steps));
+    WriterLock lock(&meta_mu_);
+    THINSIM_RETURN_IF_ERROR(AllocateBlocks(v, &steps));
   }
   Status moved = MoveData(steps);
   bool installs = has_unmap || std::any_of(steps.begin(), steps.end(), [](const Step& s) {
                     return s.needs_block() || s.provision;
                   });
   if (moved.ok() && !installs) return Status::OK();  // overwrites in place: nothing to record
-  std::unique_lock lock(meta_mu_);
+  WriterLock lock(&meta_mu_);
   std::unique_lock vlock(v.map_mu);
   if (!moved.ok()) {
     for (const Step& st : steps) {
       if (!st.needs_block()) continue;
-      reserved_ -= st.reserved_delta;
+      reservations_.Add(-st.reserved_delta);
       in_flight_.erase(st.fresh);
       space_map_->Dec(st.fresh);
     }
@@ -428,7 +427,7 @@ Status Pool::Zero(Volume& v, uint64_t len, uint64_t offset, unsigned flags) {
 Status Pool::Provision(std::string_view name, uint64_t offset, uint64_t length) {
   std::shared_ptr<Volume> v;
   {
-    std::shared_lock lock(meta_mu_);
+    ReaderLock lock(&meta_mu_);
     Volume* found = FindLocked(name);
     if (found == nullptr) return Status::NotFound("no volume named '" + std::string(name) + "'");
     v = volumes_.at(found->id);
@@ -486,7 +485,7 @@ Status Pool::Extents(Volume& v, uint64_t len, uint64_t offset, std::vector<Exten
   out->clear();
   if (len == 0) return Status::OK();
   const uint64_t end = offset + len;
-  std::shared_lock lock(meta_mu_);
+  ReaderLock lock(&meta_mu_);
   THINSIM_RETURN_IF_ERROR(CheckRange(v, len, offset));
   auto add = [&](uint64_t start, uint64_t stop, uint32_t type) {
     start = std::max(start, offset);

@@ -1,17 +1,9 @@
-// Pool: reservation accounting (SPEC section 5).
-//
-// For a data block b with o(b) owners, g(b) of which guarantee it,
-//   need(b) = g(b)       if o(b) > g(b)   (every guaranteeing owner may have
-//                                          to copy the block on write)
-//           = g(b) - 1   otherwise        (the last owner writes in place)
-// and every guaranteed unmapped vblock needs 1. reserved_ is the sum, kept
-// exactly by every change of owners or guarantees, and reserved <= free
-// holds after every operation: an operation that would break it fails with
-// NoSpace before changing anything.
-//
-// g(b) is stored per block (guarantors_); o(b) is derived from the chunk
-// reference counts (pool/mapping.h), with a walk of the family only for
-// blocks that more than one chunk maps.
+// Pool: reservation accounting (SPEC section 5). Reservations
+// (reservations.h) keeps g(b) per block, the reserved sum and admission;
+// the pool walks its volumes for what only it knows: o(b), derived from the
+// chunk reference counts (pool/mapping.h), with a walk of the family only
+// for blocks that more than one chunk maps, and which of a volume's blocks
+// a change of owners or guarantees touches.
 #include <algorithm>
 #include <cassert>
 
@@ -36,16 +28,8 @@ void ForEachMapped(const Volume& v, Fn fn) {
 
 }  // namespace
 
-Pool::Guarantee Pool::GuaranteeFor(Strategy s, bool read_only, bool active) {
-  Guarantee g;
-  if (read_only) return g;  // cannot be written, so guarantees nothing
-  g.all = s == Strategy::kFull || (s == Strategy::kVolume && active);
-  g.provisioned = s == Strategy::kProvision;
-  return g;
-}
-
 Pool::Guarantee Pool::GuaranteeOfLocked(const Volume& v) const {
-  return GuaranteeFor(v.strategy, v.read_only, v.writable_connections > 0 || v.pinned);
+  return Reservations::GuaranteeFor(v.strategy, v.read_only, v.writable_connections > 0 || v.pinned);
 }
 
 uint32_t Pool::OwnersLocked(uint64_t family, vblock_t vb, dblock_t b, const Chunk* known) const {
@@ -70,31 +54,24 @@ uint64_t Pool::UnmappedNeedLocked(const Volume& v) const {
 }
 
 Status Pool::AdmitLocked(int64_t delta, const std::string& what) const {
-  const int64_t free = static_cast<int64_t>(FreeLocked());
-  if (delta <= 0 || reserved_ + delta <= free) return Status::OK();
-  return Status::NoSpace(what + " needs " + std::to_string(delta) +
-                         " more reserved block(s), but only " + std::to_string(free - reserved_) +
-                         " are free and unreserved (" + std::to_string(free) + " free, " +
-                         std::to_string(reserved_) + " reserved)");
+  return reservations_.Admit(delta, FreeLocked(), what);
 }
 
 int64_t Pool::ChangeGuaranteeLocked(Volume& v, Guarantee from, Guarantee to, bool apply) {
   int64_t delta = 0;
   if (from.all != to.all || from.provisioned != to.provisioned) {
     ForEachMapped(v, [&](vblock_t vb, dblock_t b, bool prov, const Chunk* c) {
-      int gf = from.Covers(prov), gt = to.Covers(prov);
+      bool gf = from.Covers(prov), gt = to.Covers(prov);
       if (gf == gt) return;
+      meta_mu_.AssertHeld();  // a lambda run under it: the analysis cannot see that
       uint32_t o = OwnersLocked(v.family, vb, b, c);
-      uint32_t g = guarantors_[b];
-      uint32_t g2 = g - gf + gt;
-      delta += Need(o, g2) - Need(o, g);
-      if (apply) guarantors_[b] = g2;
+      delta += reservations_.ChangeGuarantor(b, o, gf, gt, apply);
     });
   }
-  int64_t unmapped = static_cast<int64_t>(v.map->nr_vblocks() - v.nr_mapped);
-  delta += (to.all ? unmapped : 0) - (from.all ? unmapped : 0);
-  if (apply) reserved_ += delta;
-  return delta;
+  const int64_t unmapped = static_cast<int64_t>(v.map->nr_vblocks() - v.nr_mapped);
+  const int64_t unmapped_delta = (to.all ? unmapped : 0) - (from.all ? unmapped : 0);
+  if (apply) reservations_.Add(unmapped_delta);
+  return delta + unmapped_delta;
 }
 
 int64_t Pool::OwnerChangeLocked(Volume& v, Guarantee g, bool leave, bool apply) {
@@ -111,15 +88,10 @@ int64_t Pool::OwnerChangeLocked(Volume& v, Guarantee g, bool leave, bool apply) 
   }
   int64_t delta = 0;
   ForEachMapped(v, [&](vblock_t vb, dblock_t b, bool prov, const Chunk* c) {
+    meta_mu_.AssertHeld();  // a lambda run under it: the analysis cannot see that
     uint32_t o = OwnersLocked(v.family, vb, b, c);
-    uint32_t gb = guarantors_[b];
-    uint32_t gs = g.Covers(prov);
-    uint32_t o2 = leave ? o - 1 : o + 1;
-    uint32_t g2 = leave ? gb - gs : gb + gs;
-    delta += Need(o2, g2) - Need(o, gb);
-    if (apply) guarantors_[b] = g2;
+    delta += reservations_.ChangeOwner(b, o, g.Covers(prov), leave, apply);
   });
-  if (apply) reserved_ += delta;
   return delta;
 }
 
@@ -129,8 +101,9 @@ uint64_t Pool::VolumeReservedLocked(const Volume& v) const {
   if (!gv.all && !(gv.provisioned && v.nr_provisioned > 0)) return reserved;
   ForEachMapped(v, [&](vblock_t vb, dblock_t b, bool prov, const Chunk* c) {
     if (!gv.Covers(prov)) return;
+    meta_mu_.AssertHeldShared();  // a lambda run under it: the analysis cannot see that
     uint32_t o = OwnersLocked(v.family, vb, b, c);
-    if (o > guarantors_[b]) {
+    if (o > reservations_.guarantors(b)) {
       ++reserved;  // v may have to copy this block
       return;
     }
@@ -147,7 +120,7 @@ uint64_t Pool::VolumeReservedLocked(const Volume& v) const {
 
 Status Pool::SetActiveStateLocked(Volume& v, bool pinned, uint32_t writable_connections) {
   Guarantee from = GuaranteeOfLocked(v);
-  Guarantee to = GuaranteeFor(v.strategy, v.read_only, pinned || writable_connections > 0);
+  Guarantee to = Reservations::GuaranteeFor(v.strategy, v.read_only, pinned || writable_connections > 0);
   int64_t delta = ChangeGuaranteeLocked(v, from, to, /*apply=*/false);
   THINSIM_RETURN_IF_ERROR(AdmitLocked(delta, "activating '" + v.name + "' (strategy " +
                                                  std::string(StrategyName(v.strategy)) + ")"));
@@ -160,11 +133,12 @@ Status Pool::SetActiveStateLocked(Volume& v, bool pinned, uint32_t writable_conn
 }
 
 Status Pool::SetStrategy(std::string_view name, Strategy strategy) {
-  std::unique_lock lock(meta_mu_);
+  WriterLock lock(&meta_mu_);
   Volume* v = FindLocked(name);
   if (v == nullptr) return Status::NotFound("no volume named '" + std::string(name) + "'");
   Guarantee from = GuaranteeOfLocked(*v);
-  Guarantee to = GuaranteeFor(strategy, v->read_only, v->writable_connections > 0 || v->pinned);
+  const bool active = v->writable_connections > 0 || v->pinned;
+  Guarantee to = Reservations::GuaranteeFor(strategy, v->read_only, active);
   THINSIM_RETURN_IF_ERROR(RefuseIfReadOnlyLocked());
   int64_t delta = ChangeGuaranteeLocked(*v, from, to, false);
   THINSIM_RETURN_IF_ERROR(AdmitLocked(delta, "strategy " + std::string(StrategyName(strategy)) +
@@ -176,7 +150,7 @@ Status Pool::SetStrategy(std::string_view name, Strategy strategy) {
 }
 
 Status Pool::Activate(std::string_view name) {
-  std::unique_lock lock(meta_mu_);
+  WriterLock lock(&meta_mu_);
   Volume* v = FindLocked(name);
   if (v == nullptr) return Status::NotFound("no volume named '" + std::string(name) + "'");
   if (v->read_only) return Status::ReadOnly("'" + v->name + "' is a read-only snapshot");
@@ -184,7 +158,7 @@ Status Pool::Activate(std::string_view name) {
 }
 
 Status Pool::Deactivate(std::string_view name) {
-  std::unique_lock lock(meta_mu_);
+  WriterLock lock(&meta_mu_);
   Volume* v = FindLocked(name);
   if (v == nullptr) return Status::NotFound("no volume named '" + std::string(name) + "'");
   return SetActiveStateLocked(*v, false, v->writable_connections);
