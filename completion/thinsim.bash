@@ -44,7 +44,7 @@ _thinsim()
     ((continuing)) && prev="${args[-2]:-}"
 
     local commands="status ls events create delete resize set activate deactivate
-        provision snapshot grow commit fault power-cut fs-test check dump restore repair delta"
+        provision snapshot grow commit fault power-cut bitmap fs-test check dump restore repair delta"
     local globals="--socket --pool --json --timeout --help"
     local strategies="none provision volume full"
 
@@ -54,7 +54,7 @@ _thinsim()
     for ((i = 0; i < n; i++)); do
         case "${args[i]}" in
             --socket|--pool) conn=("${args[i]}" "${args[i+1]:-}"); ((i++)) ;;
-            --timeout|--reserve|--layer|--op|--errno|--offset|--length|--probability|--count) ((i++)) ;;
+            --timeout|--reserve|--layer|--op|--errno|--offset|--length|--probability|--count|--granularity) ((i++)) ;;
             -*) ;;
             *) if [[ -z "$command" ]]; then command="${args[i]}"; else ((nargs++)); fi ;;
         esac
@@ -76,7 +76,7 @@ _thinsim()
         --layer) COMPREPLY=($(compgen -W "data metadata" -- "$cur")); return ;;
         --op) COMPREPLY=($(compgen -W "read write flush discard sync any" -- "$cur")); return ;;
         --errno) COMPREPLY=($(compgen -W "EIO ENOSPC EDQUOT EROFS EOPNOTSUPP EPERM ENOMEM" -- "$cur")); return ;;
-        --offset|--length|--probability|--count) return ;;
+        --offset|--length|--probability|--count|--granularity) return ;;
     esac
 
     if [[ -z "$command" ]]; then
@@ -97,7 +97,7 @@ _thinsim()
         esac
         # As `thinsim fs-test --list` and `--help` print them.
         local scenarios="fill-and-grow tiny-pool-mkfs fill-delete-trim snapshot-overwrite
-            provision-then-fill two-tenants all"
+            provision-then-fill two-tenants power-cut all"
         local fsopts="--fs --pool-size --volume-size --reserve --when-full --no-space-timeout
             --block-size --attach --loop-dio --io --timeout --rounds --all --json --keep
             --run-dir --cleanup --show --width --list --verbose --help"
@@ -112,6 +112,7 @@ _thinsim()
             snapshot) opts+=" --read-only" ;;
             restore) opts+=" --force" ;;
             fault) opts+=" --layer --op --errno --offset --length --probability --count" ;;
+            bitmap) opts+=" --granularity --disabled --offset --length" ;;
         esac
         COMPREPLY=($(compgen -W "$opts" -- "$cur"))
         return
@@ -132,6 +133,13 @@ _thinsim()
             fi ;;
         fault)
             ((nargs == 0)) && COMPREPLY=($(compgen -W "add remove ls" -- "$cur")) ;;
+        bitmap)
+            # bitmap VERB VOLUME NAME ...: the verbs, then the volumes.
+            if ((nargs == 0)); then
+                COMPREPLY=($(compgen -W "add remove clear enable disable merge ls extents cut" -- "$cur"))
+            elif ((nargs == 1)); then
+                COMPREPLY=($(compgen -W "$(_thinsim_volumes "${conn[@]}")" -- "$cur"))
+            fi ;;
         check|dump|repair|delta)
             ((nargs == 0)) && COMPREPLY=($(compgen -d -- "$cur")) ;;
         restore)
