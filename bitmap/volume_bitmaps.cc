@@ -206,16 +206,29 @@ Status VolumeBitmaps::AfterChange(const ChangeRequest& request, const Status& /*
 }
 
 Status VolumeBitmaps::Find(std::string_view name, bool change, Entry** out) {
-  auto it = entries_.find(name);
-  if (it == entries_.end()) {
-    return Status::NotFound("no bitmap named '" + std::string(name) + "' on volume '" + volume_ + "'");
-  }
-  if (change && it->second.busy) {
-    return Status::Busy("bitmap '" + std::string(name) + "' on volume '" + volume_ +
-                        "' is busy (in use by a job)");
-  }
-  *out = &it->second;
+  const Entry* e = nullptr;
+  THINSIM_RETURN_IF_ERROR(FindConst(name, &e));
+  if (change && e->busy) return BusyError(name);
+  *out = const_cast<Entry*>(e);  // mu_ is held: the entry is ours to change
   return Status::OK();
+}
+
+Status VolumeBitmaps::BusyError(std::string_view name) const {
+  return Status::Busy("bitmap '" + std::string(name) + "' on volume '" + volume_ + "' is busy (in use by a job)");
+}
+
+Status VolumeBitmaps::CheckAdd(std::string_view name, uint64_t granularity) const {
+  MutexLock lock(&mu_);
+  THINSIM_RETURN_IF_ERROR(CheckNewName(name));
+  return DirtyBitmap::ValidateGranularity(granularity);
+}
+
+Status VolumeBitmaps::CheckCut(std::string_view name, std::string_view into) const {
+  MutexLock lock(&mu_);
+  const Entry* e = nullptr;
+  THINSIM_RETURN_IF_ERROR(FindConst(name, &e));
+  if (e->busy) return BusyError(name);
+  return CheckNewName(into);
 }
 
 Status VolumeBitmaps::FindConst(std::string_view name, const Entry** out) const {

@@ -103,6 +103,10 @@ class VolumeBitmaps : public RequestObserver {
   // `name` starts again empty and goes on recording if it was. Waits only
   // for the requests in flight when it started.
   Status Cut(std::string_view name, std::string_view into) EXCLUDES(mu_);
+  // Whether Add / Cut would succeed now, changing nothing: `transaction`
+  // checks every action before it does any.
+  Status CheckAdd(std::string_view name, uint64_t granularity) const EXCLUDES(mu_);
+  Status CheckCut(std::string_view name, std::string_view into) const EXCLUDES(mu_);
   // Marks a bitmap as in use by a job (or no longer).
   Status SetBusy(std::string_view name, bool busy) EXCLUDES(mu_);
 
@@ -152,6 +156,7 @@ class VolumeBitmaps : public RequestObserver {
   // `change`, also Busy if it is in use by a job.
   Status Find(std::string_view name, bool change, Entry** out) REQUIRES(mu_);
   Status FindConst(std::string_view name, const Entry** out) const REQUIRES(mu_);
+  Status BusyError(std::string_view name) const;
   Status CheckNewName(std::string_view name) const REQUIRES(mu_);
   Status SetEnabled(std::string_view name, bool enabled) EXCLUDES(mu_);
   // Makes requests mark what entries_ now says, after a grace period.

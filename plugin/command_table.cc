@@ -15,6 +15,7 @@ constexpr void (*kDomains[])(CommandTable*) = {
     RegisterEventCommands,
     RegisterFaultCommands,
     RegisterBitmapCommands,
+    RegisterTransactionCommands,
 };
 
 }  // namespace

@@ -21,6 +21,7 @@
 #include <map>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -79,12 +80,20 @@ class CommandTable {
   std::map<std::string, Entry, std::less<>> entries_;
 };
 
+class CommandArgs;
+
+// The snapshots a snapshot-create (or a transaction's snapshot-create
+// action) asks for: `snapshots` [{origin, name}], or `origin` and `name`
+// (commands_volume.cc).
+Status SnapshotRequests(const CommandArgs& args, std::vector<SnapshotRequest>* requests);
+
 // One per domain; each adds its commands to *table.
 void RegisterPoolCommands(CommandTable* table);    // commands_pool.cc
 void RegisterVolumeCommands(CommandTable* table);  // commands_volume.cc
 void RegisterEventCommands(CommandTable* table);   // commands_events.cc
 void RegisterFaultCommands(CommandTable* table);   // commands_fault.cc
 void RegisterBitmapCommands(CommandTable* table);  // commands_bitmap.cc
+void RegisterTransactionCommands(CommandTable* table);  // commands_transaction.cc
 
 }  // namespace thinsim
 

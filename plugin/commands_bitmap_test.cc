@@ -151,5 +151,50 @@ TEST_F(BitmapCommandsTest, BitsFollowResizeAndGoWithTheVolume) {
   EXPECT_EQ(Ok("query-bitmaps", {{"volume", "vol"}}), json::array());
 }
 
+// transaction: a snapshot and a cut at one point in time, all or nothing.
+TEST_F(BitmapCommandsTest, TransactionTakesASnapshotAndCutsTogether) {
+  Ok("bitmap-add", {{"volume", "vol"}, {"name", "live"}});
+  Write(0, 10);
+  json actions = json::parse(R"([
+      {"type":"snapshot-create","data":{"origin":"vol","name":"s1"}},
+      {"type":"bitmap-cut","data":{"volume":"vol","name":"live","into":"b1"}},
+      {"type":"bitmap-add","data":{"volume":"vol","name":"other","granularity":"4K"}}])");
+  EXPECT_EQ(Ok("transaction", {{"actions", actions}}), json::object());
+  VolumeInfo info;
+  ASSERT_OK(pool_->QueryVolume("s1", &info));
+  json list = Ok("query-bitmaps", {{"volume", "vol"}});
+  ASSERT_EQ(list.size(), 3u);
+  EXPECT_EQ(list[0]["name"], "b1");
+  EXPECT_EQ(list[0]["count"], kBS);
+  EXPECT_EQ(list[1]["name"], "live");
+  EXPECT_EQ(list[1]["count"], 0);
+  EXPECT_EQ(list[2]["name"], "other");
+}
+
+TEST_F(BitmapCommandsTest, AFailingTransactionChangesNothing) {
+  Ok("bitmap-add", {{"volume", "vol"}, {"name", "live"}});
+  const json before = Ok("query-bitmaps");
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {R"([{"type":"snapshot-create","data":{"origin":"vol","name":"s1"}},
+           {"type":"bitmap-cut","data":{"volume":"vol","name":"nope","into":"b1"}}])", "NotFound"},
+      {R"([{"type":"snapshot-create","data":{"origin":"vol","name":"s1"}},
+           {"type":"bitmap-cut","data":{"volume":"vol","name":"live","into":"live"}}])", "Exists"},
+      {R"([{"type":"bitmap-add","data":{"volume":"vol","name":"x"}},
+           {"type":"bitmap-cut","data":{"volume":"vol","name":"live","into":"x"}}])", "Invalid"},
+      {R"([{"type":"snapshot-create","data":{"origin":"vol","name":"vol"}},
+           {"type":"bitmap-cut","data":{"volume":"vol","name":"live","into":"b1"}}])", "Exists"},
+      {R"([{"type":"volume-delete","data":{"name":"vol"}}])", "Invalid"},
+      {R"([{"type":"bitmap-add","data":{"volume":"vol","name":"y","granularity":100}}])", "Invalid"},
+      {R"([])", "Invalid"},
+  };
+  for (const auto& [text, cls] : cases) {
+    std::string error = Refused("transaction", {{"actions", json::parse(text)}});
+    EXPECT_EQ(error.substr(0, cls.size()), cls) << text << " -> " << error;
+    VolumeInfo info;
+    EXPECT_EQ(pool_->QueryVolume("s1", &info).code(), ErrorCode::kNotFound) << text;
+    EXPECT_EQ(Ok("query-bitmaps"), before) << text;
+  }
+}
+
 }  // namespace
 }  // namespace thinsim

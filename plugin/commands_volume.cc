@@ -128,6 +128,24 @@ Status Provision(const CommandCall& c) {
 
 // snapshot-create takes either one {origin, name} inline or a list of them
 // in "snapshots" (taken at one point in time), never both.
+Status SnapshotCreate(const CommandCall& c) {
+  CommandArgs a(c.args, {"snapshots", "origin", "name", "read-only"});
+  THINSIM_RETURN_IF_ERROR(a.status());
+  bool read_only = false;
+  THINSIM_RETURN_IF_ERROR(a.Bool("read-only", &read_only));
+  std::vector<SnapshotRequest> requests;
+  THINSIM_RETURN_IF_ERROR(SnapshotRequests(a, &requests));
+  THINSIM_RETURN_IF_ERROR(c.pool->CreateSnapshots(requests, read_only));
+  *c.result = json::array();
+  for (const SnapshotRequest& r : requests) {
+    VolumeInfo info;
+    if (c.pool->QueryVolume(r.name, &info).ok()) c.result->push_back(ControlCommands::VolumeJson(info));
+  }
+  return Status::OK();
+}
+
+}  // namespace
+
 Status SnapshotRequests(const CommandArgs& a, std::vector<SnapshotRequest>* requests) {
   if (!a.Has("snapshots")) {
     SnapshotRequest r;
@@ -152,24 +170,6 @@ Status SnapshotRequests(const CommandArgs& a, std::vector<SnapshotRequest>* requ
   }
   return Status::OK();
 }
-
-Status SnapshotCreate(const CommandCall& c) {
-  CommandArgs a(c.args, {"snapshots", "origin", "name", "read-only"});
-  THINSIM_RETURN_IF_ERROR(a.status());
-  bool read_only = false;
-  THINSIM_RETURN_IF_ERROR(a.Bool("read-only", &read_only));
-  std::vector<SnapshotRequest> requests;
-  THINSIM_RETURN_IF_ERROR(SnapshotRequests(a, &requests));
-  THINSIM_RETURN_IF_ERROR(c.pool->CreateSnapshots(requests, read_only));
-  *c.result = json::array();
-  for (const SnapshotRequest& r : requests) {
-    VolumeInfo info;
-    if (c.pool->QueryVolume(r.name, &info).ok()) c.result->push_back(ControlCommands::VolumeJson(info));
-  }
-  return Status::OK();
-}
-
-}  // namespace
 
 void RegisterVolumeCommands(CommandTable* table) {
   using Effect = CommandTable::Effect;

@@ -307,15 +307,15 @@ TEST_F(ControlCommandsTest, EventLineIsValidJsonWhateverTheData) {
 // thinsim has is in it and reaches its handler; anything else gets the same
 // "unknown command" reply as before the table.
 
-// SPEC section 9's commands that exist today. transaction, mirror-start
-// and job-* are still to come.
+// SPEC section 9's commands that exist today. mirror-start and job-* are
+// still to come.
 const char* const kSpecCommands[] = {
     "query-pool",      "query-volumes",   "volume-create",     "volume-delete",   "volume-resize",
     "volume-set",      "volume-activate", "volume-deactivate", "snapshot-create", "provision",
     "pool-grow",       "commit",          "events-subscribe",  "fault-add",       "fault-remove",
     "query-faults",    "power-cut",       "bitmap-add",        "bitmap-remove",   "bitmap-clear",
     "bitmap-enable",   "bitmap-disable",  "bitmap-merge",      "bitmap-cut",      "query-bitmaps",
-    "bitmap-extents",
+    "bitmap-extents",  "transaction",
 };
 
 TEST_F(ControlCommandsTest, EverySpecCommandIsInTheTable) {

@@ -376,8 +376,9 @@ Status Pool::SetSizeLocked(Volume& v, uint64_t size) {
   return Status::OK();
 }
 
-Status Pool::CreateSnapshots(const std::vector<SnapshotRequest>& requests, bool read_only) {
-  DiscardAtExit discard(this);
+namespace {
+
+Status ValidateSnapshotRequests(const std::vector<SnapshotRequest>& requests) {
   if (requests.empty()) return Status::Invalid("no snapshot requested");
   std::set<std::string, std::less<>> new_names;
   for (const SnapshotRequest& r : requests) {
@@ -386,20 +387,46 @@ Status Pool::CreateSnapshots(const std::vector<SnapshotRequest>& requests, bool 
       return Status::Invalid("snapshot name '" + r.name + "' is given twice");
     }
   }
-  // Gather the origins, then close their io_gates in id order (no deadlock
-  // between two multi-origin snapshots) so that each is a point-in-time image.
-  std::map<uint64_t, std::shared_ptr<Volume>> origins;
+  return Status::OK();
+}
+
+}  // namespace
+
+Status Pool::AtPointInTime(const std::vector<std::string>& names, const std::function<Status()>& fn) {
+  // Close the io_gates in id order (no deadlock between two multi-volume
+  // calls), as a multi-origin snapshot does.
+  std::map<uint64_t, std::shared_ptr<Volume>> volumes;
   {
     ReaderLock lock(&meta_mu_);
-    for (const SnapshotRequest& r : requests) {
-      Volume* o = FindLocked(r.origin);
-      if (o == nullptr) return Status::NotFound("no volume named '" + r.origin + "' to snapshot");
-      origins.emplace(o->id, volumes_.at(o->id));
+    for (const std::string& name : names) {
+      Volume* v = FindLocked(name);
+      if (v == nullptr) return Status::NotFound("no volume named '" + name + "'");
+      volumes.emplace(v->id, volumes_.at(v->id));
     }
   }
   std::vector<std::unique_lock<std::shared_mutex>> gates;
-  for (auto& [id, o] : origins) gates.emplace_back(o->io_gate);
+  for (auto& [id, v] : volumes) gates.emplace_back(v->io_gate);
+  for (auto& [id, v] : volumes) {
+    if (v->deleted) return Status::NotFound("volume '" + v->name + "' was deleted");
+  }
+  return fn();
+}
 
+Status Pool::CreateSnapshots(const std::vector<SnapshotRequest>& requests, bool read_only) {
+  THINSIM_RETURN_IF_ERROR(ValidateSnapshotRequests(requests));
+  std::vector<std::string> origins;
+  for (const SnapshotRequest& r : requests) origins.push_back(r.origin);
+  // Each snapshot is a point-in-time image of its origin.
+  Status s = AtPointInTime(origins, [&] { return CreateSnapshotsHeld(requests, read_only); });
+  if (s.code() == ErrorCode::kNotFound && s.message().rfind("no volume named '", 0) == 0) {
+    return Status::NotFound(s.message() + " to snapshot");
+  }
+  return s;
+}
+
+Status Pool::CreateSnapshotsHeld(const std::vector<SnapshotRequest>& requests, bool read_only) {
+  DiscardAtExit discard(this);
+  THINSIM_RETURN_IF_ERROR(ValidateSnapshotRequests(requests));
   WriterLock lock(&meta_mu_);
   THINSIM_RETURN_IF_ERROR(RefuseIfReadOnlyLocked());
   for (const SnapshotRequest& r : requests) {

@@ -194,6 +194,18 @@ class Pool {
   Status ResizeVolume(std::string_view name, uint64_t size);
   // All-or-nothing across the requests.
   Status CreateSnapshots(const std::vector<SnapshotRequest>& requests, bool read_only);
+  // Runs `fn` at one point in time for the volumes named (each once or
+  // more): their io_gates are held exclusively while it runs, so their
+  // changes in flight have drained and new ones wait; reads go on. NotFound
+  // if a volume does not exist. For `transaction` (SPEC section 9): `fn`
+  // takes snapshots of them with CreateSnapshotsHeld and cuts their bitmaps.
+  // `fn` must not attach or detach observers of those volumes, or delete or
+  // resize them: those take the same gates.
+  Status AtPointInTime(const std::vector<std::string>& names, const std::function<Status()>& fn)
+      EXCLUDES(meta_mu_);
+  // CreateSnapshots inside AtPointInTime. REQUIRES: this thread holds the
+  // io_gate of every origin (AtPointInTime over them).
+  Status CreateSnapshotsHeld(const std::vector<SnapshotRequest>& requests, bool read_only) EXCLUDES(meta_mu_);
   // REQ_PROVISION: allocates and marks provisioned every block touching the
   // range, without changing the data.
   Status Provision(std::string_view name, uint64_t offset, uint64_t length);
