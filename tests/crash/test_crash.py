@@ -137,6 +137,7 @@ class Model:
         self.base = [0] * WORK_SECTORS
         self.hist = [[] for _ in range(WORK_SECTORS)]  # (op, value) in order
         self.durable_before = 0      # acks before this seq were flushed
+        self.flushes = []            # (issue seq, completion seq, thread) of completed flushes
         self.ops = []
         self.completed = 0
         self.snapshots = {}          # name -> Snapshot
@@ -150,6 +151,7 @@ class Model:
         self.base = base
         self.hist = [[] for _ in range(WORK_SECTORS)]
         self.durable_before = 0
+        self.flushes = []
         self.ops = []
         self.completed = 0
 
@@ -174,9 +176,20 @@ class Model:
                 op.ack = self.seq
             self.completed += 1
 
-    def flushed(self, issue_seq):
+    def flushed(self, issue_seq, thread):
         with self.lock:
+            self.seq += 1
+            self.flushes.append((issue_seq, self.seq, thread))
             self.durable_before = max(self.durable_before, issue_seq)
+
+    def why_durable(self, op):
+        """For a failure report: the FUA, or the first flush that covered op."""
+        if op.fua:
+            return "FUA"
+        for issue, done, thread in self.flushes:
+            if issue > op.ack:
+                return "flush issue@%d done@%d (thread %s)" % (issue, done, thread)
+        return "?"
 
     def durable(self, op):
         return op.status == "ok" and (op.fua or op.ack < self.durable_before)
@@ -223,7 +236,8 @@ class Model:
         lines = ["    base value %d" % self.base[lba]]
         for op, v in self.hist[lba]:
             lines.append("    -> %d by %s%s" % (v, op.describe(),
-                                                " [durable]" if self.durable(op) else ""))
+                                                " [durable: %s]" % self.why_durable(op)
+                                                if self.durable(op) else ""))
         return "\n".join(lines)
 
 
@@ -394,7 +408,7 @@ class Iteration:
         except nbd.Error as e:
             self.unexpected("flush (thread %d) failed: %s" % (wid, e))
             return
-        self.model.flushed(issue)
+        self.model.flushed(issue, wid)
         self.count("flush")
 
     # ---- control thread ---------------------------------------------------------
