@@ -92,6 +92,15 @@ Status ValidateName(std::string_view name, std::string_view what) {
 
 Status ValidateVolumeName(std::string_view name) { return ValidateName(name, "volume"); }
 
+Status ValidateBitmapGranularity(uint64_t granularity) {
+  if (granularity < kMinBitmapGranularity || granularity > kMaxBitmapGranularity ||
+      (granularity & (granularity - 1)) != 0) {
+    return Status::Invalid("bitmap granularity must be a power of two from " + FormatSize(kMinBitmapGranularity) +
+                           " to " + FormatSize(kMaxBitmapGranularity) + ", got " + std::to_string(granularity));
+  }
+  return Status::OK();
+}
+
 std::string_view StrategyName(Strategy s) {
   switch (s) {
     case Strategy::kNone: return "none";

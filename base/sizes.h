@@ -31,6 +31,19 @@ Status ValidateVolumeName(std::string_view name);
 // (SPEC section 12) follow it too.
 Status ValidateName(std::string_view name, std::string_view what);
 
+// Dirty bitmap granularities (SPEC section 12): a power of two from 512 B
+// to 64 MiB, in the live bitmaps, the metadata records and dumps alike.
+constexpr uint64_t kMinBitmapGranularity = 512;
+constexpr uint64_t kMaxBitmapGranularity = uint64_t{64} << 20;
+// Invalid ("bitmap granularity must be a power of two from 512 to 64M, got
+// N") unless `granularity` is one.
+Status ValidateBitmapGranularity(uint64_t granularity);
+// How many granules cover `size` bytes (the last one may be partial).
+// REQUIRES: granularity > 0.
+inline uint64_t GranuleCount(uint64_t size, uint64_t granularity) {
+  return size / granularity + (size % granularity != 0);
+}
+
 }  // namespace thinsim
 
 #endif  // THINSIM_BASE_SIZES_H_

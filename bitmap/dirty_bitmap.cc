@@ -21,15 +21,7 @@ uint64_t BitsBetween(unsigned lo, unsigned hi) {
 
 }  // namespace
 
-Status DirtyBitmap::ValidateGranularity(uint64_t granularity) {
-  if (granularity < kMinGranularity || granularity > kMaxGranularity ||
-      !std::has_single_bit(granularity)) {
-    return Status::Invalid("bitmap granularity must be a power of two from " +
-                           FormatSize(kMinGranularity) + " to " + FormatSize(kMaxGranularity) +
-                           ", got " + std::to_string(granularity));
-  }
-  return Status::OK();
-}
+Status DirtyBitmap::ValidateGranularity(uint64_t granularity) { return ValidateBitmapGranularity(granularity); }
 
 Status DirtyBitmap::Make(uint64_t size, uint64_t granularity, std::unique_ptr<DirtyBitmap>* out) {
   THINSIM_RETURN_IF_ERROR(ValidateGranularity(granularity));

@@ -31,14 +31,15 @@
 
 #include <boost/icl/interval_set.hpp>
 
+#include "base/sizes.h"
 #include "base/status.h"
 
 namespace thinsim {
 
 class DirtyBitmap {
  public:
-  static constexpr uint64_t kMinGranularity = 512;
-  static constexpr uint64_t kMaxGranularity = uint64_t{64} << 20;
+  static constexpr uint64_t kMinGranularity = kMinBitmapGranularity;
+  static constexpr uint64_t kMaxGranularity = kMaxBitmapGranularity;
 
   // A run of granules that are all dirty or all clean, in bytes.
   struct Extent {

@@ -3,6 +3,8 @@
 #include <set>
 #include <unordered_map>
 
+#include "base/sizes.h"
+
 namespace thinsim::metadata {
 
 namespace {
@@ -13,12 +15,6 @@ uint64_t ChunkSlots(uint64_t size, uint32_t block_size) {
   uint64_t vblocks = block_size ? size / block_size + (size % block_size != 0) : 0;
   return (vblocks + 63) / 64;
 }
-
-uint64_t Granules(uint64_t size, uint32_t granularity) {
-  return size / granularity + (size % granularity != 0);
-}
-
-bool ValidGranularity(uint32_t g) { return g >= 512 && g <= (64u << 20) && (g & (g - 1)) == 0; }
 
 // The appliers: one decoded record's change to the image. Each checks the
 // record against the image before it changes anything, so a refused record
@@ -41,7 +37,7 @@ Status ApplyVolume(Image* image, VolumeRecord r) {
   auto& chunks = it->second.chunks;
   chunks.erase(chunks.lower_bound(ChunkSlots(r.size, image->block_size)), chunks.end());
   for (auto& [bitmap_id, b] : it->second.bitmaps) {
-    b.dirty -= boost::icl::interval<uint64_t>::right_open(Granules(r.size, b.granularity), UINT64_MAX);
+    b.dirty -= boost::icl::interval<uint64_t>::right_open(GranuleCount(r.size, b.granularity), UINT64_MAX);
   }
   it->second.attrs = std::move(r);
   return Status::OK();
@@ -126,7 +122,7 @@ Status FindBitmap(Image* image, uint64_t volume_id, uint64_t id, VolumeImage** v
 Status ApplyBitmap(Image* image, BitmapRecord r) {
   auto v = image->volumes.find(r.volume_id);
   if (v == image->volumes.end()) return RecordCorruption("bitmap of unknown volume id " + std::to_string(r.volume_id));
-  if (r.id == 0 || r.name.empty() || !ValidGranularity(r.granularity)) {
+  if (r.id == 0 || r.name.empty() || !ValidateBitmapGranularity(r.granularity).ok()) {
     return RecordCorruption("bitmap '" + r.name + "' has id 0, an empty name or a bad granularity " +
                             std::to_string(r.granularity));
   }
@@ -158,7 +154,7 @@ Status ApplyBitmapDirty(Image* image, BitmapDirtyRecord r) {
   VolumeImage* v;
   BitmapImage* b;
   THINSIM_RETURN_IF_ERROR(FindBitmap(image, r.volume_id, r.id, &v, &b));
-  const uint64_t granules = Granules(v->attrs.size, b->granularity);
+  const uint64_t granules = GranuleCount(v->attrs.size, b->granularity);
   for (auto [first, count] : r.ranges) {
     if (count == 0 || first >= granules || count > granules - first) {
       return RecordCorruption("bitmap " + b->name + " marks granules past the end of volume " + v->attrs.name);

@@ -12,12 +12,6 @@ namespace {
 
 using Granules = boost::icl::interval<uint64_t>;
 
-bool ValidGranularity(uint64_t g) { return g >= 512 && g <= (64u << 20) && (g & (g - 1)) == 0; }
-
-uint64_t GranuleCount(uint64_t size, uint64_t granularity) {
-  return size / granularity + (size % granularity != 0);
-}
-
 uint64_t DirtyGranules(const metadata::BitmapImage& b) {
   uint64_t n = 0;
   for (const auto& r : b.dirty) n += boost::icl::length(r);
@@ -37,10 +31,7 @@ Status ReadOneBitmap(const json& entry, const std::string& where, uint64_t size,
   for (const auto& [other_id, other] : v->bitmaps) {
     if (other.name == name) return Status::Invalid(where + ": two bitmaps named " + name);
   }
-  if (!ValidGranularity(granularity)) {
-    return Status::Invalid(where + ": granularity must be a power of two from 512 to 64M, got " +
-                           std::to_string(granularity));
-  }
+  if (Status s = ValidateBitmapGranularity(granularity); !s.ok()) return Status::Invalid(where + ": " + s.message());
   metadata::BitmapImage b;
   b.name = name;
   b.granularity = static_cast<uint32_t>(granularity);
