@@ -9,6 +9,16 @@
 
 namespace thinsim {
 
+namespace {
+
+// `observer` among v's. REQUIRES: v's io_gate held (shared or exclusive).
+std::vector<std::shared_ptr<RequestObserver>>::iterator FindObserver(Volume& v, const RequestObserver* observer) {
+  return std::find_if(v.observers.begin(), v.observers.end(),
+                      [observer](const std::shared_ptr<RequestObserver>& o) { return o.get() == observer; });
+}
+
+}  // namespace
+
 Status Pool::FindShared(std::string_view name, std::shared_ptr<Volume>* out) const {
   ReaderLock lock(&meta_mu_);
   Volume* found = FindLocked(name);
@@ -33,8 +43,7 @@ Status Pool::DetachObserver(std::string_view name, const RequestObserver* observ
   std::shared_ptr<Volume> v;
   THINSIM_RETURN_IF_ERROR(FindShared(name, &v));
   std::unique_lock gate(v->io_gate);
-  auto it = std::find_if(v->observers.begin(), v->observers.end(),
-                         [observer](const std::shared_ptr<RequestObserver>& o) { return o.get() == observer; });
+  auto it = FindObserver(*v, observer);
   if (it == v->observers.end()) {
     return Status::NotFound("that observer is not attached to volume '" + v->name + "'");
   }
@@ -46,8 +55,7 @@ bool Pool::HasObserver(std::string_view name, const RequestObserver* observer) c
   std::shared_ptr<Volume> v;
   if (!FindShared(name, &v).ok()) return false;
   std::shared_lock gate(v->io_gate);  // observers change only under it, exclusively
-  return std::any_of(v->observers.begin(), v->observers.end(),
-                     [observer](const std::shared_ptr<RequestObserver>& o) { return o.get() == observer; });
+  return FindObserver(*v, observer) != v->observers.end();
 }
 
 Status Pool::CopyRead(Volume& v, void* buf, uint64_t len, uint64_t offset,

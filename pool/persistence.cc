@@ -343,11 +343,8 @@ void Pool::FinishCommitLocked(const Status& s, uint64_t number) {
     // The in-core state is ahead of the disk and cannot be written: stop
     // changing anything (dm-thin's fail mode). The blocks the lost
     // transaction freed stay out of use, and no longer count as free.
-    read_only_reason_ = "metadata commit failed: " + s.message();
-    SetModeLocked(PoolMode::kFail);
-    changes_refused_ = true;
     freed_.FinishCommit(/*ok=*/false);
-    space_freed_.SignalAll();  // allocations waiting for them fail now
+    FailLocked("metadata commit failed: " + s.message());
     return;
   }
   commits_succeeded_.store(number);
@@ -358,6 +355,10 @@ void Pool::FinishCommitLocked(const Status& s, uint64_t number) {
 
 void Pool::Fail(const std::string& reason) {
   WriterLock lock(&meta_mu_);
+  FailLocked(reason);
+}
+
+void Pool::FailLocked(const std::string& reason) {
   read_only_reason_ = reason;
   SetModeLocked(PoolMode::kFail);
   changes_refused_ = true;

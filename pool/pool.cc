@@ -392,7 +392,8 @@ Status ValidateSnapshotRequests(const std::vector<SnapshotRequest>& requests) {
 
 }  // namespace
 
-Status Pool::AtPointInTime(const std::vector<std::string>& names, const std::function<Status()>& fn) {
+Status Pool::AtPointInTime(const std::vector<std::string>& names, const std::function<Status()>& fn,
+                           std::string_view purpose) {
   // Close the io_gates in id order (no deadlock between two multi-volume
   // calls), as a multi-origin snapshot does.
   std::map<uint64_t, std::shared_ptr<Volume>> volumes;
@@ -400,7 +401,7 @@ Status Pool::AtPointInTime(const std::vector<std::string>& names, const std::fun
     ReaderLock lock(&meta_mu_);
     for (const std::string& name : names) {
       Volume* v = FindLocked(name);
-      if (v == nullptr) return Status::NotFound("no volume named '" + name + "'");
+      if (v == nullptr) return Status::NotFound("no volume named '" + name + "'" + std::string(purpose));
       volumes.emplace(v->id, volumes_.at(v->id));
     }
   }
@@ -417,11 +418,7 @@ Status Pool::CreateSnapshots(const std::vector<SnapshotRequest>& requests, bool 
   std::vector<std::string> origins;
   for (const SnapshotRequest& r : requests) origins.push_back(r.origin);
   // Each snapshot is a point-in-time image of its origin.
-  Status s = AtPointInTime(origins, [&] { return CreateSnapshotsHeld(requests, read_only); });
-  if (s.code() == ErrorCode::kNotFound && s.message().rfind("no volume named '", 0) == 0) {
-    return Status::NotFound(s.message() + " to snapshot");
-  }
-  return s;
+  return AtPointInTime(origins, [&] { return CreateSnapshotsHeld(requests, read_only); }, " to snapshot");
 }
 
 Status Pool::CreateSnapshotsHeld(const std::vector<SnapshotRequest>& requests, bool read_only) {

@@ -197,12 +197,13 @@ class Pool {
   // Runs `fn` at one point in time for the volumes named (each once or
   // more): their io_gates are held exclusively while it runs, so their
   // changes in flight have drained and new ones wait; reads go on. NotFound
-  // if a volume does not exist. For `transaction` (SPEC section 9): `fn`
+  // if a volume does not exist ("no volume named 'x'" + `purpose`). For
+  // `transaction` (SPEC section 9): `fn`
   // takes snapshots of them with CreateSnapshotsHeld and cuts their bitmaps.
   // `fn` must not attach or detach observers of those volumes, or delete or
   // resize them: those take the same gates.
-  Status AtPointInTime(const std::vector<std::string>& names, const std::function<Status()>& fn)
-      EXCLUDES(meta_mu_);
+  Status AtPointInTime(const std::vector<std::string>& names, const std::function<Status()>& fn,
+                       std::string_view purpose = "") EXCLUDES(meta_mu_);
   // CreateSnapshots inside AtPointInTime. REQUIRES: this thread holds the
   // io_gate of every origin (AtPointInTime over them).
   Status CreateSnapshotsHeld(const std::vector<SnapshotRequest>& requests, bool read_only) EXCLUDES(meta_mu_);
@@ -343,6 +344,8 @@ class Pool {
   Status SyncAndLog(const std::string& records) REQUIRES(commit_mu_);
   // After SyncAndLog of commit `number`.
   void FinishCommitLocked(const Status& s, uint64_t number) REQUIRES(meta_mu_, commit_mu_);
+  // Fail mode (Fail), for a failed commit too. REQUIRES: meta_mu_ exclusive.
+  void FailLocked(const std::string& reason) REQUIRES(meta_mu_);
   // IOError once a commit has failed.
   Status RefuseIfFailedLocked() const REQUIRES_SHARED(meta_mu_);
   Status RefuseIfReadOnlyLocked() const REQUIRES_SHARED(meta_mu_);
