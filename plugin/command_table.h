@@ -87,6 +87,20 @@ class CommandArgs;
 // (commands_volume.cc).
 Status SnapshotRequests(const CommandArgs& args, std::vector<SnapshotRequest>* requests);
 
+// The arguments of bitmap-add and bitmap-cut, also a transaction's actions
+// (commands_bitmap.cc). bitmap-add's granularity defaults to the block size;
+// persistent: true is refused (not built yet).
+struct BitmapAddArgs {
+  std::string volume, name;
+  uint64_t granularity = 0;
+  bool disabled = false;
+};
+Status ParseBitmapAdd(const CommandCall& c, const nlohmann::json& args, BitmapAddArgs* out);
+struct BitmapCutArgs {
+  std::string volume, name, into;
+};
+Status ParseBitmapCut(const nlohmann::json& args, BitmapCutArgs* out);
+
 // One per domain; each adds its commands to *table.
 void RegisterPoolCommands(CommandTable* table);    // commands_pool.cc
 void RegisterVolumeCommands(CommandTable* table);  // commands_volume.cc

@@ -50,29 +50,18 @@ json BitmapJson(const std::string& volume, const BitmapInfo& b) {
 
 Status BitmapAdd(const CommandCall& c) {
   THINSIM_RETURN_IF_ERROR(NeedBitmaps(c));
-  CommandArgs a(c.args, {"volume", "name", "granularity", "persistent", "disabled"});
-  THINSIM_RETURN_IF_ERROR(a.status());
-  std::string volume, name;
-  uint64_t granularity = c.pool->QueryPool().block_size;  // SPEC: default block-size
-  bool persistent = false, disabled = false;
-  THINSIM_RETURN_IF_ERROR(a.String("volume", &volume));
-  THINSIM_RETURN_IF_ERROR(a.String("name", &name));
-  THINSIM_RETURN_IF_ERROR(a.Size("granularity", &granularity, false));
-  THINSIM_RETURN_IF_ERROR(a.Bool("persistent", &persistent));
-  THINSIM_RETURN_IF_ERROR(a.Bool("disabled", &disabled));
-  if (persistent) {
-    return Status::Unsupported("persistent bitmaps are not built yet; bitmaps live in memory (persistent: false)");
-  }
+  BitmapAddArgs a;
+  THINSIM_RETURN_IF_ERROR(ParseBitmapAdd(c, c.args, &a));
   std::shared_ptr<VolumeBitmaps> set;
-  THINSIM_RETURN_IF_ERROR(c.bitmaps->Get(volume, /*create=*/true, &set));
-  Status s = set->Add(name, granularity, persistent, disabled);
+  THINSIM_RETURN_IF_ERROR(c.bitmaps->Get(a.volume, /*create=*/true, &set));
+  Status s = set->Add(a.name, a.granularity, /*persistent=*/false, a.disabled);
   if (!s.ok()) {
-    c.bitmaps->ReleaseIfEmpty(volume);
+    c.bitmaps->ReleaseIfEmpty(a.volume);
     return s;
   }
   BitmapInfo info;
-  THINSIM_RETURN_IF_ERROR(set->Query(name, &info));
-  *c.result = BitmapJson(volume, info);
+  THINSIM_RETURN_IF_ERROR(set->Query(a.name, &info));
+  *c.result = BitmapJson(a.volume, info);
   return Status::OK();
 }
 
@@ -118,12 +107,9 @@ Status BitmapMerge(const CommandCall& c) {
 
 Status BitmapCut(const CommandCall& c) {
   THINSIM_RETURN_IF_ERROR(NeedBitmaps(c));
-  CommandArgs a(c.args, {"volume", "name", "into"});
-  THINSIM_RETURN_IF_ERROR(a.status());
-  std::string volume, name, into;
-  THINSIM_RETURN_IF_ERROR(a.String("volume", &volume));
-  THINSIM_RETURN_IF_ERROR(a.String("name", &name));
-  THINSIM_RETURN_IF_ERROR(a.String("into", &into));
+  BitmapCutArgs a;
+  THINSIM_RETURN_IF_ERROR(ParseBitmapCut(c.args, &a));
+  const std::string &volume = a.volume, &name = a.name, &into = a.into;
   std::shared_ptr<VolumeBitmaps> set;
   THINSIM_RETURN_IF_ERROR(SetWith(c, volume, name, &set));
   THINSIM_RETURN_IF_ERROR(set->Cut(name, into));
@@ -176,6 +162,30 @@ Status BitmapExtents(const CommandCall& c) {
 }
 
 }  // namespace
+
+Status ParseBitmapAdd(const CommandCall& c, const json& args, BitmapAddArgs* out) {
+  CommandArgs a(args, {"volume", "name", "granularity", "persistent", "disabled"});
+  THINSIM_RETURN_IF_ERROR(a.status());
+  out->granularity = c.pool->QueryPool().block_size;  // SPEC: default block-size
+  bool persistent = false;
+  THINSIM_RETURN_IF_ERROR(a.String("volume", &out->volume));
+  THINSIM_RETURN_IF_ERROR(a.String("name", &out->name));
+  THINSIM_RETURN_IF_ERROR(a.Size("granularity", &out->granularity, false));
+  THINSIM_RETURN_IF_ERROR(a.Bool("persistent", &persistent));
+  THINSIM_RETURN_IF_ERROR(a.Bool("disabled", &out->disabled));
+  if (persistent) {
+    return Status::Unsupported("persistent bitmaps are not built yet; bitmaps live in memory (persistent: false)");
+  }
+  return Status::OK();
+}
+
+Status ParseBitmapCut(const json& args, BitmapCutArgs* out) {
+  CommandArgs a(args, {"volume", "name", "into"});
+  THINSIM_RETURN_IF_ERROR(a.status());
+  THINSIM_RETURN_IF_ERROR(a.String("volume", &out->volume));
+  THINSIM_RETURN_IF_ERROR(a.String("name", &out->name));
+  return a.String("into", &out->into);
+}
 
 void RegisterBitmapCommands(CommandTable* table) {
   using Effect = CommandTable::Effect;

@@ -47,24 +47,21 @@ Status ParseAction(const CommandCall& c, size_t index, const json& item, Action*
     return SnapshotRequests(a, &out->snapshots);
   }
   if (out->type == "bitmap-add") {
-    CommandArgs a(data, {"volume", "name", "granularity", "persistent", "disabled"});
-    THINSIM_RETURN_IF_ERROR(a.status());
-    out->granularity = c.pool->QueryPool().block_size;
-    bool persistent = false;
-    THINSIM_RETURN_IF_ERROR(a.String("volume", &out->volume));
-    THINSIM_RETURN_IF_ERROR(a.String("name", &out->name));
-    THINSIM_RETURN_IF_ERROR(a.Size("granularity", &out->granularity, false));
-    THINSIM_RETURN_IF_ERROR(a.Bool("persistent", &persistent));
-    THINSIM_RETURN_IF_ERROR(a.Bool("disabled", &out->disabled));
-    if (persistent) return Status::Unsupported("persistent bitmaps are not built yet (" + where + ")");
+    BitmapAddArgs a;
+    THINSIM_RETURN_IF_ERROR(ParseBitmapAdd(c, data, &a));
+    out->volume = std::move(a.volume);
+    out->name = std::move(a.name);
+    out->granularity = a.granularity;
+    out->disabled = a.disabled;
     return Status::OK();
   }
   if (out->type == "bitmap-cut") {
-    CommandArgs a(data, {"volume", "name", "into"});
-    THINSIM_RETURN_IF_ERROR(a.status());
-    THINSIM_RETURN_IF_ERROR(a.String("volume", &out->volume));
-    THINSIM_RETURN_IF_ERROR(a.String("name", &out->name));
-    return a.String("into", &out->into);
+    BitmapCutArgs a;
+    THINSIM_RETURN_IF_ERROR(ParseBitmapCut(data, &a));
+    out->volume = std::move(a.volume);
+    out->name = std::move(a.name);
+    out->into = std::move(a.into);
+    return Status::OK();
   }
   return Status::Invalid(where + ": unknown type '" + out->type +
                          "' (a transaction takes snapshot-create, bitmap-add and bitmap-cut)");
