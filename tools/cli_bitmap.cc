@@ -18,13 +18,6 @@ CLI::App* AddVolumeAndName(CLI::App* bitmap, const std::string& verb, const std:
   return sub;
 }
 
-Request Make(const std::string& execute, json arguments) {
-  Request r;
-  r.execute = execute;
-  r.arguments = std::move(arguments);
-  return r;
-}
-
 }  // namespace
 
 void AddBitmapCommands(CLI::App& app, BitmapArguments& a) {
@@ -53,21 +46,21 @@ bool BuildBitmapRequest(const std::string& command, const BitmapArguments& a, Re
     json args = target;
     if (!a.granularity.empty()) args["granularity"] = a.granularity;
     if (a.disabled) args["disabled"] = true;
-    *request = Make("bitmap-add", std::move(args));
+    *request = Request{"bitmap-add", std::move(args)};
   } else if (command == "bitmap remove" || command == "bitmap clear" || command == "bitmap enable" ||
              command == "bitmap disable") {
-    *request = Make("bitmap-" + command.substr(7), target);
+    *request = Request{"bitmap-" + command.substr(7), target};
   } else if (command == "bitmap merge") {
-    *request = Make("bitmap-merge", {{"volume", a.volume}, {"target", a.name}, {"sources", a.sources}});
+    *request = Request{"bitmap-merge", {{"volume", a.volume}, {"target", a.name}, {"sources", a.sources}}};
   } else if (command == "bitmap ls") {
-    *request = Make("query-bitmaps", a.volume.empty() ? json::object() : json{{"volume", a.volume}});
+    *request = Request{"query-bitmaps", a.volume.empty() ? json::object() : json{{"volume", a.volume}}};
   } else if (command == "bitmap extents") {
     json args = target;
     if (!a.offset.empty()) args["offset"] = a.offset;
     if (!a.length.empty()) args["length"] = a.length;
-    *request = Make("bitmap-extents", std::move(args));
+    *request = Request{"bitmap-extents", std::move(args)};
   } else if (command == "bitmap cut") {
-    *request = Make("bitmap-cut", {{"volume", a.volume}, {"name", a.name}, {"into", a.into}});
+    *request = Request{"bitmap-cut", {{"volume", a.volume}, {"name", a.name}, {"into", a.into}}};
   } else {
     *error = "unknown command '" + command + "'";
     return false;
