@@ -118,6 +118,7 @@ class FaultFile final : public File {
     THINSIM_RETURN_IF_ERROR(Check(FaultOp::kFlush, 0, 0));
     if (env_->cache_ == nullptr) return base_->Sync();
     auto lock = env_->cache_->Lock();
+    THINSIM_RETURN_IF_ERROR(CheckNotCut());  // a sync racing the cut must not succeed after it
     Status s = base_->Sync();
     if (s.ok()) env_->cache_->Synced(path());
     return s;
@@ -141,8 +142,12 @@ class FaultFile final : public File {
 
  private:
   Status Check(FaultOp op, uint64_t offset, uint64_t length) {
-    if (env_->epoch() != epoch_) return Status::IOError("power cut: " + path() + " is gone with its pool");
+    THINSIM_RETURN_IF_ERROR(CheckNotCut());
     return env_->Check(op, path(), offset, length);
+  }
+  Status CheckNotCut() const {
+    if (env_->epoch() != epoch_) return Status::IOError("power cut: " + path() + " is gone with its pool");
+    return Status::OK();
   }
   // Runs `change` to bytes [offset, offset + len), saving first what it
   // replaces when the cache is volatile.
@@ -150,6 +155,9 @@ class FaultFile final : public File {
   Status Change(uint64_t offset, uint64_t len, F change) {
     if (env_->cache_ == nullptr) return change();
     auto lock = env_->cache_->Lock();
+    // Checked again under the lock the cut holds: a change that passed
+    // Check() before the cut and got here after it must not land.
+    THINSIM_RETURN_IF_ERROR(CheckNotCut());
     THINSIM_RETURN_IF_ERROR(env_->cache_->BeforeChange(base_.get(), offset, len));
     return change();
   }
@@ -217,11 +225,16 @@ Status FaultEnv::Check(FaultOp op, const std::string& path, uint64_t offset, uin
 
 Status FaultEnv::PowerCut() {
   if (cache_ == nullptr) return Status::Invalid("power cut needs a volatile write cache (volatile-cache=on)");
+  // The cut is one point: every change and sync of a file opened before it
+  // either completed before it (under the cache lock) or fails, since each
+  // checks the epoch under that lock. A FLUSH acknowledged after the
+  // restore would claim durability for bytes the restore just dropped.
+  auto cache_lock = cache_->Lock();
   {
     std::lock_guard lock(mu_);
     ++epoch_;
   }
-  return cache_->PowerCut(base_);
+  return cache_->PowerCutLocked(base_);
 }
 
 Status FaultEnv::OpenFile(const std::string& path, OpenMode mode, std::unique_ptr<File>* out) {

@@ -5,6 +5,7 @@
 
 #include <atomic>
 #include <filesystem>
+#include <semaphore>
 #include <thread>
 #include <vector>
 
@@ -26,6 +27,7 @@ FaultRule Rule(FaultLayer layer, FaultOp op, int error = EIO, uint64_t offset = 
   r.length = length;
   return r;
 }
+
 
 class FaultEnvTest : public ::testing::Test {
  protected:
@@ -200,6 +202,61 @@ TEST_F(FaultEnvTest, TruncatingOpenOfADurableFileIsUndone) {
 TEST_F(FaultEnvTest, PowerCutWithoutVolatileCacheIsRefused) {
   FaultEnv env(Env::Default(), {});
   EXPECT_EQ(env.PowerCut().code(), ErrorCode::kInvalid);
+}
+
+// A power cut is one point in time: a sync or a change that passed its
+// checks before the cut but reaches the file after it must fail. The racing
+// call is held inside its fault check (the layer_of hook runs there) while
+// the whole cut runs, then released.
+class PowerCutRaceTest : public FaultEnvTest {
+ protected:
+  // "A" durable at offset 0 and an unsynced "B" over it; then `racer` runs
+  // on another thread, is held in its check across the cut, and finishes.
+  // Returns what `racer` returned; *after is the file once it is done.
+  template <typename Racer>
+  Status RaceTheCut(Racer racer, std::string* after) {
+    std::atomic<bool> armed{false};
+    std::binary_semaphore entered{0}, released{0};
+    FaultEnv::Options o = Volatile();
+    o.layer_of = [&](const std::string&) {
+      if (armed.exchange(false)) {
+        entered.release();
+        released.acquire();
+      }
+      return FaultLayer::kData;
+    };
+    FaultEnv env(Env::Default(), o);
+    auto f = Open(&env, "data");
+    EXPECT_TRUE(f->Write(0, "A", 1).ok());
+    EXPECT_TRUE(f->Sync().ok());
+    EXPECT_TRUE(env.SyncDir(dir_).ok());
+    EXPECT_TRUE(f->Write(0, "B", 1).ok());
+    armed = true;
+    Status raced;
+    std::thread t([&] { raced = racer(f.get()); });
+    entered.acquire();
+    EXPECT_TRUE(env.PowerCut().ok());
+    released.release();
+    t.join();
+    *after = Contents("data");
+    return raced;
+  }
+};
+
+TEST_F(PowerCutRaceTest, ASyncThatReachesTheFileAfterTheCutFails) {
+  std::string after;
+  Status s = RaceTheCut([](File* f) { return f->Sync(); }, &after);
+  // Had it succeeded, a FLUSH would be acknowledged for "B", which the
+  // cut dropped.
+  EXPECT_FALSE(s.ok());
+  EXPECT_EQ(after, "A");
+}
+
+TEST_F(PowerCutRaceTest, AWriteThatReachesTheFileAfterTheCutNeverLands) {
+  std::string after;
+  Status s = RaceTheCut([](File* f) { return f->Write(1, "C", 1); }, &after);
+  EXPECT_FALSE(s.ok());
+  EXPECT_EQ(after, "A");
 }
 
 }  // namespace

@@ -56,8 +56,7 @@ void VolatileCache::DirSynced(const std::string& dir) {
   std::erase_if(created_, [&](const std::string& path) { return ParentDir(path) == d; });
 }
 
-Status VolatileCache::PowerCut(Env* base) {
-  std::lock_guard lock(mu_);
+Status VolatileCache::PowerCutLocked(Env* base) {
   Status first_error;
   for (const auto& [path, p] : files_) {
     if (created_.count(path) != 0) continue;  // removed below

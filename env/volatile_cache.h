@@ -3,14 +3,16 @@
 //
 // Before a file's bytes change, the cache saves the durable bytes they
 // replace (once per byte between syncs) and the file's durable size; a
-// Sync drops what was saved. PowerCut() writes the saved bytes back and
+// Sync drops what was saved. PowerCutLocked() writes the saved bytes back and
 // truncates each file to its durable size: every file holds exactly what
 // its last Sync made durable. Files created since their directory's last
 // SyncDir are removed.
 //
-// Thread safety: every method takes the cache's mutex. Callers that change
-// a file hold it across BeforeChange and the change (Lock()), so that a
-// concurrent Sync cannot fall between them.
+// Thread safety: Created and DirSynced take the cache's mutex; the others
+// REQUIRE it (Lock()). Callers that change a file hold it across
+// BeforeChange and the change, so that a concurrent Sync cannot fall
+// between them; FaultEnv holds it across a whole power cut, so that no
+// change or sync falls inside one.
 #ifndef THINSIM_ENV_VOLATILE_CACHE_H_
 #define THINSIM_ENV_VOLATILE_CACHE_H_
 
@@ -39,13 +41,14 @@ class VolatileCache {
   // REQUIRES: Lock() held, and the file's Sync succeeded.
   void Synced(const std::string& path) { files_.erase(path); }
 
-  // `path` did not exist and was created; undone by PowerCut() unless its
+  // `path` did not exist and was created; undone by PowerCutLocked() unless its
   // directory is synced first.
   void Created(const std::string& path);
   void DirSynced(const std::string& dir);
 
   // Restores every file's durable state through `base`.
-  Status PowerCut(Env* base);
+  // REQUIRES: Lock() held.
+  Status PowerCutLocked(Env* base);
 
  private:
   struct Pending {
