@@ -1,6 +1,24 @@
 #include "bitmap/bitmap_registry.h"
 
 namespace thinsim {
+namespace {
+
+// A volume's bitmap records go into the pool's transactions.
+class PoolBitmapJournal final : public BitmapJournal {
+ public:
+  PoolBitmapJournal(Pool* pool, std::string volume, uint64_t volume_id)
+      : pool_(pool), volume_(std::move(volume)), volume_id_(volume_id) {}
+  uint64_t volume_id() const override { return volume_id_; }
+  Status Append(const std::string& records) override { return pool_->LogBitmapRecords(volume_, records); }
+  Status Sync() override { return pool_->Flush(); }
+
+ private:
+  Pool* const pool_;
+  const std::string volume_;
+  const uint64_t volume_id_;
+};
+
+}  // namespace
 
 void BitmapRegistry::PruneLocked() {
   for (auto it = sets_.begin(); it != sets_.end();) {
@@ -26,14 +44,47 @@ Status BitmapRegistry::Get(std::string_view volume, bool create, std::shared_ptr
     out->reset();
     return Status::OK();
   }
-  auto set = std::make_shared<VolumeBitmaps>(std::string(volume), info.size);
+  return AttachLocked(volume, info, out);
+}
+
+Status BitmapRegistry::AttachLocked(std::string_view volume, const VolumeInfo& info,
+                                    std::shared_ptr<VolumeBitmaps>* out) {
+  std::unique_ptr<BitmapJournal> journal;
+  std::map<uint64_t, metadata::BitmapImage> images;
+  if (pool_->persistent()) {
+    uint64_t volume_id = 0;
+    THINSIM_RETURN_IF_ERROR(pool_->PersistentBitmaps(volume, &volume_id, &images));
+    journal = std::make_unique<PoolBitmapJournal>(pool_, std::string(volume), volume_id);
+  }
+  auto set = std::make_shared<VolumeBitmaps>(std::string(volume), info.size, std::move(journal));
+  for (const auto& [id, image] : images) THINSIM_RETURN_IF_ERROR(set->Restore(id, image));
   THINSIM_RETURN_IF_ERROR(pool_->AttachObserver(volume, set));
   // A resize between QueryVolume and the attach would leave the size stale;
   // under the attach's gate none can run, so read it again now.
-  if (pool_->QueryVolume(volume, &info).ok() && info.size != set->size()) set->Resize(info.size);
+  VolumeInfo now;
+  if (pool_->QueryVolume(volume, &now).ok() && now.size != set->size()) set->Resize(now.size);
   sets_.emplace(std::string(volume), set);
   *out = std::move(set);
   return Status::OK();
+}
+
+Status BitmapRegistry::LoadPersistent() {
+  if (!pool_->persistent()) return Status::OK();
+  MutexLock lock(&mu_);
+  for (const VolumeInfo& info : pool_->QueryVolumes()) {
+    uint64_t volume_id = 0;
+    std::map<uint64_t, metadata::BitmapImage> images;
+    if (!pool_->PersistentBitmaps(info.name, &volume_id, &images).ok() || images.empty()) continue;
+    if (sets_.count(info.name) != 0) continue;
+    std::shared_ptr<VolumeBitmaps> set;
+    THINSIM_RETURN_IF_ERROR(AttachLocked(info.name, info, &set));
+  }
+  return Status::OK();
+}
+
+bool BitmapRegistry::HasPersistent(std::string_view volume) {
+  std::shared_ptr<VolumeBitmaps> set;
+  return Get(volume, /*create=*/false, &set).ok() && set && set->HasPersistent();
 }
 
 void BitmapRegistry::ReleaseIfEmpty(std::string_view volume) {

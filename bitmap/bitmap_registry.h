@@ -41,12 +41,22 @@ class BitmapRegistry {
   void ReleaseIfEmpty(std::string_view volume) EXCLUDES(mu_);
   // Every volume with bitmaps, by name.
   std::vector<std::pair<std::string, std::shared_ptr<VolumeBitmaps>>> All() EXCLUDES(mu_);
+  // Brings back the persistent bitmaps the pool's files hold, attaching
+  // them to their volumes. Called once, after the pool opened and before
+  // it serves requests.
+  Status LoadPersistent() EXCLUDES(mu_);
+  // Whether volume `volume` has a persistent bitmap (its resize is refused).
+  bool HasPersistent(std::string_view volume) EXCLUDES(mu_);
   // Follows a volume resize (the volume's new size).
   void Resized(std::string_view volume, uint64_t size) EXCLUDES(mu_);
 
  private:
   // Drops entries whose volume is gone. REQUIRES: mu_.
   void PruneLocked() REQUIRES(mu_);
+  // A new set for `volume`, attached; persistent bitmaps log through the
+  // pool when it persists.
+  Status AttachLocked(std::string_view volume, const VolumeInfo& info, std::shared_ptr<VolumeBitmaps>* out)
+      REQUIRES(mu_);
 
   Pool* const pool_;
   Mutex mu_;

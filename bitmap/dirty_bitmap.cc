@@ -50,6 +50,20 @@ bool DirtyBitmap::Test(uint64_t offset) const {
   return offset < size_ && TestGranule(offset >> shift_);
 }
 
+bool DirtyBitmap::Covers(uint64_t offset, uint64_t length) const {
+  if (length == 0 || offset >= size_) return true;
+  uint64_t end = length > size_ - offset ? size_ : offset + length;
+  const uint64_t first = offset >> shift_, last = (end - 1) >> shift_;
+  // Only the words of the range: the hot path asks this of every request.
+  for (uint64_t w = first / 64; w <= last / 64; ++w) {
+    unsigned lo = w == first / 64 ? first % 64 : 0;
+    unsigned hi = w == last / 64 ? last % 64 : 63;
+    uint64_t mask = BitsBetween(lo, hi);
+    if ((words_[w].load(std::memory_order_relaxed) & mask) != mask) return false;
+  }
+  return true;
+}
+
 bool DirtyBitmap::AllDirty() const { return FindNext(0, false) == granules_; }
 
 uint64_t DirtyBitmap::CountGranules() const {

@@ -14,7 +14,7 @@
 //
 // Invariant: bits past the last granule are zero.
 //
-// Thread safety: Mark, Test, AllDirty, CountGranules, DirtyBytes,
+// Thread safety: Mark, Test, Covers, AllDirty, CountGranules, DirtyBytes,
 // DirtyRanges, Extents, Words and Merge's reads of `other` may run
 // concurrently with each other and with Mark and Clear (each word is read or
 // changed atomically; a reader sees some mix of before and after). Resize
@@ -73,6 +73,9 @@ class DirtyBitmap {
 
   // Whether the granule holding byte `offset` is dirty (false past size).
   bool Test(uint64_t offset) const;
+  // Whether every granule [offset, offset + length) touches is dirty (the
+  // part below size; true for an empty range).
+  bool Covers(uint64_t offset, uint64_t length) const;
   // Whether every granule is dirty (true for an empty bitmap).
   bool AllDirty() const;
   // Dirty granules, and the bytes of [0, size) they cover.

@@ -18,8 +18,8 @@ size_t SlotOf(uintptr_t key) {
 
 }  // namespace
 
-VolumeBitmaps::VolumeBitmaps(std::string volume, uint64_t size)
-    : volume_(std::move(volume)), size_(size), view_(std::make_unique<View>()),
+VolumeBitmaps::VolumeBitmaps(std::string volume, uint64_t size, std::unique_ptr<BitmapJournal> journal)
+    : volume_(std::move(volume)), journal_(std::move(journal)), size_(size), view_(std::make_unique<View>()),
       slots_(std::make_unique<Slot[]>(kSlots)) {
   views_[0].store(view_.get(), std::memory_order_release);
   views_[1].store(view_.get(), std::memory_order_release);
@@ -32,35 +32,61 @@ Status VolumeBitmaps::Add(std::string_view name, uint64_t granularity, bool pers
                           bool disabled) {
   MutexLock lock(&mu_);
   THINSIM_RETURN_IF_ERROR(CheckNewName(name));
+  if (persistent) THINSIM_RETURN_IF_ERROR(RefusePersistent());
   Entry entry;
   THINSIM_RETURN_IF_ERROR(DirtyBitmap::Make(size_, granularity, &entry.bits));
   entry.enabled = !disabled;
-  entry.persistent = persistent;
+  Status logged;
+  if (persistent) {
+    entry.persisted = std::make_shared<Persisted>(next_id_, size_, granularity);
+    std::string records;
+    metadata::AppendBitmap(&records, RecordOf(std::string(name), entry));
+    {
+      MutexLock j(&journal_mu_);
+      THINSIM_RETURN_IF_ERROR(journal_->Append(records));
+      existing_[next_id_] = entry.persisted;
+      if (entry.enabled) recording_.insert(next_id_);
+    }
+    ++next_id_;
+    logged = journal_->Sync();
+  }
   entries_.emplace(std::string(name), std::move(entry));
   if (!disabled) PublishLocked();
-  return Status::OK();
+  return logged;
 }
 
 Status VolumeBitmaps::Remove(std::string_view name) {
   MutexLock lock(&mu_);
   Entry* e = nullptr;
   THINSIM_RETURN_IF_ERROR(Find(name, /*change=*/true, &e));
+  Status logged;
+  if (e->persisted) {
+    std::string records;
+    metadata::AppendBitmapRemove(&records, {journal_->volume_id(), e->persisted->id});
+    MutexLock j(&journal_mu_);
+    THINSIM_RETURN_IF_ERROR(journal_->Append(records));
+    existing_.erase(e->persisted->id);
+    recording_.erase(e->persisted->id);
+  }
+  if (e->persisted) logged = journal_->Sync();
   // Requests of the old epoch may still mark it: free it after them.
   std::unique_ptr<DirtyBitmap> gone = std::move(e->bits);
   entries_.erase(entries_.find(name));
   PublishLocked();
-  return Status::OK();
+  return logged;
 }
 
 Status VolumeBitmaps::Clear(std::string_view name) {
   MutexLock lock(&mu_);
   Entry* e = nullptr;
   THINSIM_RETURN_IF_ERROR(Find(name, /*change=*/true, &e));
+  THINSIM_RETURN_IF_ERROR(RefuseInconsistent(name, *e));
   // Fresh bits rather than clearing in place: a request in flight across
   // the clear marks them in AfterChange, so it is not lost.
   std::unique_ptr<DirtyBitmap> old =
       std::exchange(e->bits, std::make_unique<DirtyBitmap>(size_, e->bits->granularity()));
   PublishLocked();
+  if (e->persisted) return ShrinkDurableLocked(*e->persisted, *e->bits);
   return Status::OK();
 }
 
@@ -74,9 +100,29 @@ Status VolumeBitmaps::SetEnabled(std::string_view name, bool enabled) {
   Entry* e = nullptr;
   THINSIM_RETURN_IF_ERROR(Find(name, /*change=*/true, &e));
   if (e->enabled == enabled) return Status::OK();
+  if (enabled) THINSIM_RETURN_IF_ERROR(RefuseInconsistent(name, *e));
   e->enabled = enabled;
+  Status logged;
+  if (e->persisted) {
+    std::string records;
+    metadata::AppendBitmap(&records, RecordOf(std::string(name), *e));
+    {
+      MutexLock j(&journal_mu_);
+      Status s = journal_->Append(records);
+      if (!s.ok()) {
+        e->enabled = !enabled;
+        return s;
+      }
+      if (enabled) {
+        recording_.insert(e->persisted->id);
+      } else {
+        recording_.erase(e->persisted->id);
+      }
+    }
+    logged = journal_->Sync();
+  }
   PublishLocked();
-  return Status::OK();
+  return logged;
 }
 
 Status VolumeBitmaps::Merge(const std::vector<std::string>& sources, std::string_view target) {
@@ -89,8 +135,22 @@ Status VolumeBitmaps::Merge(const std::vector<std::string>& sources, std::string
     THINSIM_RETURN_IF_ERROR(FindConst(name, &src));
     from.push_back(src->bits.get());
   }
-  // Nothing below can fail.
+  THINSIM_RETURN_IF_ERROR(RefuseInconsistent(target, *dst));
+  // Nothing below can fail, but for the log of a persistent target.
   for (const DirtyBitmap* src : from) dst->bits->Merge(*src);
+  if (!dst->persisted) return Status::OK();
+  // The target's whole dirty set, added: idempotent, and what it holds now.
+  std::string records;
+  boost::icl::interval_set<uint64_t> dirty = dst->bits->DirtyRanges();
+  metadata::BitmapDirtyRecord r{journal_->volume_id(), dst->persisted->id, false, {}};
+  for (const auto& range : dirty) {
+    uint64_t g = dst->bits->granularity();
+    uint64_t first = boost::icl::first(range) / g, last = (boost::icl::last(range)) / g;
+    r.ranges.emplace_back(first, last - first + 1);
+  }
+  metadata::AppendBitmapDirty(&records, r);
+  THINSIM_RETURN_IF_ERROR(LogLocked(records));
+  dst->persisted->durable.Merge(*dst->bits);
   return Status::OK();
 }
 
@@ -99,15 +159,43 @@ Status VolumeBitmaps::Cut(std::string_view name, std::string_view into) {
   Entry* src = nullptr;
   THINSIM_RETURN_IF_ERROR(Find(name, /*change=*/true, &src));
   THINSIM_RETURN_IF_ERROR(CheckNewName(into));
+  THINSIM_RETURN_IF_ERROR(RefuseInconsistent(name, *src));
   Entry frozen;
   frozen.bits = std::exchange(src->bits, std::make_unique<DirtyBitmap>(size_, src->bits->granularity()));
   frozen.enabled = false;
-  frozen.persistent = src->persistent;
+  frozen.persisted = src->persisted;
+  Status logged;
+  if (frozen.persisted) {
+    // The live instance keeps its id under the new name; a new instance,
+    // durably dirty wherever the old one is, takes the old name.
+    auto fresh = std::make_shared<Persisted>(next_id_, size_, src->bits->granularity());
+    fresh->durable.Merge(frozen.persisted->durable);
+    src->persisted = fresh;
+    std::string records;
+    metadata::AppendBitmap(&records, RecordOf(std::string(into), frozen));
+    metadata::AppendBitmap(&records, RecordOf(std::string(name), *src));
+    metadata::AppendBitmapCopy(&records, {journal_->volume_id(), frozen.persisted->id, fresh->id});
+    {
+      MutexLock j(&journal_mu_);
+      Status s = journal_->Append(records);
+      if (!s.ok()) {
+        src->bits = std::move(frozen.bits);
+        src->persisted = std::move(frozen.persisted);
+        return s;
+      }
+      existing_[fresh->id] = fresh;
+      recording_.erase(frozen.persisted->id);
+      if (src->enabled) recording_.insert(fresh->id);
+    }
+    ++next_id_;
+    logged = journal_->Sync();
+  }
   // Requests of the old epoch finish marking the frozen bits (and, if they
   // straddle the cut, the fresh ones too) before `into` appears.
   PublishLocked();
   entries_.emplace(std::string(into), std::move(frozen));
-  return Status::OK();
+  if (logged.ok() && src->persisted) logged = ShrinkDurableLocked(*src->persisted, *src->bits);
+  return logged;
 }
 
 Status VolumeBitmaps::SetBusy(std::string_view name, bool busy) {
@@ -123,7 +211,7 @@ std::vector<BitmapInfo> VolumeBitmaps::Query() const {
   std::vector<BitmapInfo> out;
   for (const auto& [name, e] : entries_) {
     out.push_back({name, e.bits->granularity(), e.bits->CountGranules(), e.bits->DirtyBytes(),
-                   e.enabled, e.busy, e.persistent});
+                   e.enabled, e.busy, e.persisted != nullptr, e.inconsistent});
   }
   return out;
 }
@@ -133,7 +221,7 @@ Status VolumeBitmaps::Query(std::string_view name, BitmapInfo* out) const {
   const Entry* e = nullptr;
   THINSIM_RETURN_IF_ERROR(FindConst(name, &e));
   *out = {std::string(name), e->bits->granularity(), e->bits->CountGranules(), e->bits->DirtyBytes(),
-          e->enabled, e->busy, e->persistent};
+          e->enabled, e->busy, e->persisted != nullptr, e->inconsistent};
   return Status::OK();
 }
 
@@ -182,8 +270,10 @@ uint64_t VolumeBitmaps::size() const {
 Status VolumeBitmaps::BeforeChange(const ChangeRequest& request) {
   uint64_t epoch = EnterEpoch();
   Remember(&request, epoch);
-  MarkView(*views_[epoch & 1].load(std::memory_order_acquire), request);
-  return Status::OK();
+  const View& view = *views_[epoch & 1].load(std::memory_order_acquire);
+  MarkView(view, request);
+  if (view.persisted.empty()) return Status::OK();
+  return MakeDurable(view, request);
 }
 
 Status VolumeBitmaps::AfterChange(const ChangeRequest& request, const Status& /*result*/) {
@@ -251,7 +341,9 @@ Status VolumeBitmaps::CheckNewName(std::string_view name) const {
 void VolumeBitmaps::PublishLocked() {
   auto view = std::make_unique<View>();
   for (auto& [name, e] : entries_) {
-    if (e.enabled) view->live.push_back(e.bits.get());
+    if (!e.enabled) continue;
+    view->live.push_back(e.bits.get());
+    if (e.persisted) view->persisted.push_back(e.persisted);
   }
   // No request of the other parity is in flight (the last grace period saw
   // to that), so that slot is free to change before the epoch moves.

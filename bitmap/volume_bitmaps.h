@@ -34,6 +34,29 @@
 // requests in flight, request_observer.h); the hot path takes no lock and
 // allocates nothing unless more than kSlots requests are in flight at once.
 //
+// Persistent bitmaps (pool=DIR; docs/format.md, "Dirty bitmaps") log
+// their changes through a BitmapJournal into the pool's transactions, and
+// keep the write-intent rule: before a request's data moves, every
+// granule it touches is dirty in the *durable* state of every persistent
+// bitmap that records it. Each keeps a second bit set, `durable`, of the
+// granules a committed record marks. BeforeChange marks the live bits,
+// then (after a seq_cst fence) tests `durable`; only for a granule not in
+// it does the request append a BitmapDirty record and wait for one group
+// commit (concurrent first writes share it). So a granule pays one commit
+// per epoch (per cut or clear), as dm-era and md's write-intent bitmap do.
+// A cut logs the rename of the live instance to `into`, a new instance
+// under the old name and a BitmapCopy of the durable set into it (so a
+// request in flight across the cut is durable in both); once the grace
+// period is over, the new instance's durable set shrinks to exactly its
+// live bits (a BitmapDirty with replace), which is safe because requests
+// mark before they test and the shrink clears before it reads (the
+// fences make one of the two see the other). A clear shrinks the same way.
+// Every intent a request appends goes to the persistent bitmaps in its
+// View that still exist and to every one recording now, under journal_mu_,
+// so that one appended after a cut's records still reaches the new
+// instance. Resizing a volume with persistent bitmaps is refused
+// (HasPersistent) until their durable sets can follow.
+//
 // Busy: a bitmap in use by a job (SetBusy) refuses Remove, Clear, Enable,
 // Disable, Cut and being the target of Merge, with a Busy error naming it;
 // it may still be read and merged from. Resize applies to every bitmap.
@@ -50,6 +73,7 @@
 #include <atomic>
 #include <cstdint>
 #include <map>
+#include <set>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -61,7 +85,9 @@
 #include "base/mutex.h"
 #include "base/status.h"
 #include "base/thread_annotations.h"
+#include "bitmap/bitmap_journal.h"
 #include "bitmap/dirty_bitmap.h"
+#include "metadata/image.h"
 #include "pool/request_observer.h"
 
 namespace thinsim {
@@ -75,12 +101,14 @@ struct BitmapInfo {
   bool enabled = false;      // SPEC's `recording`
   bool busy = false;
   bool persistent = false;
+  bool inconsistent = false;  // persistent, and its bits cannot be trusted
 };
 
 class VolumeBitmaps : public RequestObserver {
  public:
-  // `volume` names the volume in error messages; `size` is its size in bytes.
-  VolumeBitmaps(std::string volume, uint64_t size);
+  // `volume` names the volume in error messages; `size` is its size in
+  // bytes. Without a journal, a persistent bitmap is refused (Unsupported).
+  VolumeBitmaps(std::string volume, uint64_t size, std::unique_ptr<BitmapJournal> journal = nullptr);
   ~VolumeBitmaps() override;
   VolumeBitmaps(const VolumeBitmaps&) = delete;
   VolumeBitmaps& operator=(const VolumeBitmaps&) = delete;
@@ -107,6 +135,11 @@ class VolumeBitmaps : public RequestObserver {
   // checks every action before it does any.
   Status CheckAdd(std::string_view name, uint64_t granularity) const EXCLUDES(mu_);
   Status CheckCut(std::string_view name, std::string_view into) const EXCLUDES(mu_);
+  // Rebuilds persistent bitmap `id` as the pool's files hold it (after an
+  // open), before any request is observed. Invalid for a bad image.
+  Status Restore(uint64_t id, const metadata::BitmapImage& image) EXCLUDES(mu_);
+  // Whether any bitmap is persistent.
+  bool HasPersistent() const EXCLUDES(mu_);
   // Marks a bitmap as in use by a job (or no longer).
   Status SetBusy(std::string_view name, bool busy) EXCLUDES(mu_);
 
@@ -134,15 +167,26 @@ class VolumeBitmaps : public RequestObserver {
   static constexpr size_t kSlots = 1024;
 
  private:
+  // One persistent bitmap instance, by its id: what its committed records
+  // mark dirty. Shared by the Entry, the Views and the journal side, so that
+  // a request may still test it after the bitmap was removed or cut.
+  struct Persisted {
+    Persisted(uint64_t id, uint64_t size, uint64_t granularity) : id(id), durable(size, granularity) {}
+    const uint64_t id;
+    DirtyBitmap durable;
+  };
   struct Entry {
     std::unique_ptr<DirtyBitmap> bits;
     bool enabled = true;
     bool busy = false;
-    bool persistent = false;
+    bool inconsistent = false;
+    std::shared_ptr<Persisted> persisted;  // null unless persistent
   };
-  // What a request marks: the bits of the enabled bitmaps.
+  // What a request marks: the bits of the enabled bitmaps, and the durable
+  // state of the persistent ones among them.
   struct View {
     std::vector<DirtyBitmap*> live;
+    std::vector<std::shared_ptr<Persisted>> persisted;
   };
   struct Slot {
     std::atomic<uintptr_t> key{0};  // a ChangeRequest*, 0 when free
@@ -169,10 +213,25 @@ class VolumeBitmaps : public RequestObserver {
   bool Forget(const ChangeRequest* request, uint64_t* epoch) EXCLUDES(overflow_mu_);
   static void MarkView(const View& view, const ChangeRequest& request);
 
+  // The write-intent rule for one request (see the header comment).
+  Status MakeDurable(const View& view, const ChangeRequest& request) EXCLUDES(journal_mu_);
+  // Logs `records` (appended under journal_mu_ with `update`, which
+  // changes the journal side to match) and waits until they are durable.
+  Status LogLocked(const std::string& records) REQUIRES(mu_) EXCLUDES(journal_mu_);
+  // p's durable set becomes exactly `bits` (a cut's or clear's fresh live
+  // bits, after the grace period).
+  Status ShrinkDurableLocked(Persisted& p, const DirtyBitmap& bits) REQUIRES(mu_) EXCLUDES(journal_mu_);
+  Status RefusePersistent() const;
+  Status RefuseInconsistent(std::string_view name, const Entry& e) const;
+  metadata::BitmapRecord RecordOf(const std::string& name, const Entry& e) const;
+
   const std::string volume_;
 
-  mutable Mutex mu_;  // control calls; before wait_mu_
+  const std::unique_ptr<BitmapJournal> journal_;  // null: none may persist
+
+  mutable Mutex mu_;  // control calls; before journal_mu_ and wait_mu_
   uint64_t size_ GUARDED_BY(mu_);
+  uint64_t next_id_ GUARDED_BY(mu_) = 1;  // persistent ids are never reused in a run
   std::map<std::string, Entry, std::less<>> entries_ GUARDED_BY(mu_);
   std::unique_ptr<View> view_ GUARDED_BY(mu_);  // the View both slots hold between cuts
 
@@ -184,6 +243,12 @@ class VolumeBitmaps : public RequestObserver {
 
   Mutex overflow_mu_;
   std::unordered_map<const ChangeRequest*, uint64_t> overflow_ GUARDED_BY(overflow_mu_);
+
+  // The journal side: which persistent instances exist and which record,
+  // as the records appended so far say. Requests take it to append intents.
+  Mutex journal_mu_;
+  std::map<uint64_t, std::shared_ptr<Persisted>> existing_ GUARDED_BY(journal_mu_);
+  std::set<uint64_t> recording_ GUARDED_BY(journal_mu_);
 
   // A grace period sleeps here until its readers have left.
   Mutex wait_mu_;

@@ -70,13 +70,14 @@ TEST_F(VolumeBitmapsTest, AddValidatesNameAndGranularity) {
   EXPECT_CODE(b_.Add("b1", 1000, false, false), kInvalid);
   EXPECT_CODE(b_.Add("b1", 256, false, false), kInvalid);
   EXPECT_CODE(b_.Add("b1", uint64_t{128} << 20, false, false), kInvalid);
-  EXPECT_OK(b_.Add("b1", 512, true, true));
+  EXPECT_CODE(b_.Add("b1", 512, /*persistent=*/true, true), kUnsupported);  // no journal: in memory
+  EXPECT_OK(b_.Add("b1", 512, false, true));
   EXPECT_OK(b_.Add("b2", uint64_t{64} << 20, false, false));
   std::vector<BitmapInfo> all = b_.Query();
   ASSERT_EQ(all.size(), 3u);
   EXPECT_EQ(all[1].name, "b1");
   EXPECT_EQ(all[1].granularity, 512u);
-  EXPECT_TRUE(all[1].persistent);
+  EXPECT_FALSE(all[1].persistent);
   EXPECT_FALSE(all[1].enabled);
   EXPECT_TRUE(all[0].enabled);
   EXPECT_CODE(b_.Query("nope", &all[0]), kNotFound);
@@ -194,7 +195,7 @@ TEST_F(VolumeBitmapsTest, ResizeFollowsTheVolume) {
 }
 
 TEST_F(VolumeBitmapsTest, CutFreezesIntoNewDisabledBitmap) {
-  ASSERT_OK(b_.Add("live", k4K, true, false));
+  ASSERT_OK(b_.Add("live", k4K, false, false));
   Change(0, 1);
   ASSERT_OK(b_.Cut("live", "frozen"));
   EXPECT_CODE(b_.Cut("live", "frozen"), kExists);
@@ -205,7 +206,7 @@ TEST_F(VolumeBitmapsTest, CutFreezesIntoNewDisabledBitmap) {
   EXPECT_EQ(Dirty("live"), Ranges({{k4K, 2 * k4K}}));
   BitmapInfo f = Info("frozen");
   EXPECT_FALSE(f.enabled);
-  EXPECT_TRUE(f.persistent);
+  EXPECT_FALSE(f.persistent);  // as the bitmap cut (persistent ones: volume_bitmaps_persist_test.cc)
   EXPECT_EQ(f.granularity, k4K);
   EXPECT_TRUE(Info("live").enabled);
 }

@@ -112,7 +112,7 @@ _thinsim()
             snapshot) opts+=" --read-only" ;;
             restore) opts+=" --force" ;;
             fault) opts+=" --layer --op --errno --offset --length --probability --count" ;;
-            bitmap) opts+=" --granularity --disabled --offset --length" ;;
+            bitmap) opts+=" --granularity --disabled --persistent --offset --length" ;;
         esac
         COMPREPLY=($(compgen -W "$opts" -- "$cur"))
         return

@@ -3,6 +3,7 @@
 #include <set>
 #include <unordered_map>
 
+#include "base/encoding.h"
 #include "base/sizes.h"
 
 namespace thinsim::metadata {
@@ -105,31 +106,26 @@ Status ApplyRefcounts(Image* image, RefcountRecord r) {
   return Status::OK();
 }
 
-// Bitmap `id` of volume `volume_id`, or Corruption naming them.
-Status FindBitmap(Image* image, uint64_t volume_id, uint64_t id, VolumeImage** volume, BitmapImage** bitmap) {
-  auto v = image->volumes.find(volume_id);
-  if (v == image->volumes.end()) return RecordCorruption("bitmap of unknown volume id " + std::to_string(volume_id));
-  auto b = v->second.bitmaps.find(id);
-  if (b == v->second.bitmaps.end()) {
-    return RecordCorruption("unknown bitmap id " + std::to_string(id) + " of volume " + v->second.attrs.name);
+// Bitmap `id` of volume `v`, or Corruption naming them.
+Status FindBitmap(VolumeImage* v, uint64_t id, BitmapImage** bitmap) {
+  auto b = v->bitmaps.find(id);
+  if (b == v->bitmaps.end()) {
+    return RecordCorruption("unknown bitmap id " + std::to_string(id) + " of volume " + v->attrs.name);
   }
-  *volume = &v->second;
   *bitmap = &b->second;
   return Status::OK();
 }
 
 // Creates bitmap r.id, or renames it and sets its flags.
-Status ApplyBitmap(Image* image, BitmapRecord r) {
-  auto v = image->volumes.find(r.volume_id);
-  if (v == image->volumes.end()) return RecordCorruption("bitmap of unknown volume id " + std::to_string(r.volume_id));
+Status ApplyBitmap(VolumeImage* v, BitmapRecord r) {
   if (r.id == 0 || r.name.empty() || !ValidateBitmapGranularity(r.granularity).ok()) {
     return RecordCorruption("bitmap '" + r.name + "' has id 0, an empty name or a bad granularity " +
                             std::to_string(r.granularity));
   }
-  auto& bitmaps = v->second.bitmaps;
+  auto& bitmaps = v->bitmaps;
   for (const auto& [id, other] : bitmaps) {
     if (id != r.id && other.name == r.name) {
-      return RecordCorruption("two bitmaps named " + r.name + " on volume " + v->second.attrs.name);
+      return RecordCorruption("two bitmaps named " + r.name + " on volume " + v->attrs.name);
     }
   }
   auto [b, created] = bitmaps.try_emplace(r.id);
@@ -142,18 +138,16 @@ Status ApplyBitmap(Image* image, BitmapRecord r) {
   return Status::OK();
 }
 
-Status ApplyBitmapRemove(Image* image, BitmapRemoveRecord r) {
-  VolumeImage* v;
+Status ApplyBitmapRemove(VolumeImage* v, BitmapRemoveRecord r) {
   BitmapImage* b;
-  THINSIM_RETURN_IF_ERROR(FindBitmap(image, r.volume_id, r.id, &v, &b));
+  THINSIM_RETURN_IF_ERROR(FindBitmap(v, r.id, &b));
   v->bitmaps.erase(r.id);
   return Status::OK();
 }
 
-Status ApplyBitmapDirty(Image* image, BitmapDirtyRecord r) {
-  VolumeImage* v;
+Status ApplyBitmapDirty(VolumeImage* v, BitmapDirtyRecord r) {
   BitmapImage* b;
-  THINSIM_RETURN_IF_ERROR(FindBitmap(image, r.volume_id, r.id, &v, &b));
+  THINSIM_RETURN_IF_ERROR(FindBitmap(v, r.id, &b));
   const uint64_t granules = GranuleCount(v->attrs.size, b->granularity);
   for (auto [first, count] : r.ranges) {
     if (count == 0 || first >= granules || count > granules - first) {
@@ -165,16 +159,28 @@ Status ApplyBitmapDirty(Image* image, BitmapDirtyRecord r) {
   return Status::OK();
 }
 
-Status ApplyBitmapCopy(Image* image, BitmapCopyRecord r) {
-  VolumeImage* v;
+Status ApplyBitmapCopy(VolumeImage* v, BitmapCopyRecord r) {
   BitmapImage *from, *to;
-  THINSIM_RETURN_IF_ERROR(FindBitmap(image, r.volume_id, r.from, &v, &from));
-  THINSIM_RETURN_IF_ERROR(FindBitmap(image, r.volume_id, r.to, &v, &to));
+  THINSIM_RETURN_IF_ERROR(FindBitmap(v, r.from, &from));
+  THINSIM_RETURN_IF_ERROR(FindBitmap(v, r.to, &to));
   if (from->granularity != to->granularity) {
     return RecordCorruption("bitmap copy from " + from->name + " to " + to->name + " across granularities");
   }
   to->dirty = from->dirty;
   return Status::OK();
+}
+
+// Decodes a bitmap record and applies it to `v`, which it must name.
+template <typename R>
+Status DecodeAndApplyToVolume(std::string_view payload, Status (*decode)(std::string_view, R*),
+                              Status (*apply)(VolumeImage*, R), VolumeImage* v) {
+  R record;
+  THINSIM_RETURN_IF_ERROR(decode(payload, &record));
+  if (record.volume_id != v->attrs.id) {
+    return RecordCorruption("bitmap record of volume id " + std::to_string(record.volume_id) +
+                            " applied to volume " + v->attrs.name);
+  }
+  return apply(v, std::move(record));
 }
 
 Status ApplyCommit(Image* image, CommitRecord r) {
@@ -213,15 +219,46 @@ Status Image::Apply(std::string_view payload) {
     case RecordType::kCommit:
       return DecodeAndApply(payload, DecodeCommit, ApplyCommit, this);
     case RecordType::kBitmap:
-      return DecodeAndApply(payload, DecodeBitmap, ApplyBitmap, this);
     case RecordType::kBitmapRemove:
-      return DecodeAndApply(payload, DecodeBitmapRemove, ApplyBitmapRemove, this);
     case RecordType::kBitmapDirty:
-      return DecodeAndApply(payload, DecodeBitmapDirty, ApplyBitmapDirty, this);
     case RecordType::kBitmapCopy:
-      return DecodeAndApply(payload, DecodeBitmapCopy, ApplyBitmapCopy, this);
+      return ApplyBitmapRecordToItsVolume(payload);
   }
   return RecordCorruption("unknown record type " + std::to_string(static_cast<int>(type)));
+}
+
+void AppendBitmapImages(std::string* out, uint64_t volume_id, const std::map<uint64_t, BitmapImage>& bitmaps) {
+  for (const auto& [bitmap_id, b] : bitmaps) {
+    AppendBitmap(out, BitmapRecord{volume_id, bitmap_id, b.name, b.granularity, b.flags});
+    BitmapDirtyRecord dirty{volume_id, bitmap_id, false, {}};
+    for (const auto& range : b.dirty) dirty.ranges.emplace_back(boost::icl::first(range), boost::icl::length(range));
+    AppendBitmapDirty(out, dirty);
+  }
+}
+
+Status ApplyBitmapRecord(std::string_view payload, VolumeImage* volume) {
+  switch (TypeOf(payload)) {
+    case RecordType::kBitmap:
+      return DecodeAndApplyToVolume(payload, DecodeBitmap, ApplyBitmap, volume);
+    case RecordType::kBitmapRemove:
+      return DecodeAndApplyToVolume(payload, DecodeBitmapRemove, ApplyBitmapRemove, volume);
+    case RecordType::kBitmapDirty:
+      return DecodeAndApplyToVolume(payload, DecodeBitmapDirty, ApplyBitmapDirty, volume);
+    case RecordType::kBitmapCopy:
+      return DecodeAndApplyToVolume(payload, DecodeBitmapCopy, ApplyBitmapCopy, volume);
+    default:
+      return RecordCorruption("record type " + std::to_string(static_cast<int>(TypeOf(payload))) +
+                              " is not a bitmap record");
+  }
+}
+
+Status Image::ApplyBitmapRecordToItsVolume(std::string_view payload) {
+  // Every bitmap record starts with its volume's id (docs/format.md).
+  if (payload.size() < 9) return RecordCorruption("bitmap record is cut short");
+  uint64_t volume_id = Reader(payload.substr(1, 8)).U64();
+  auto v = volumes.find(volume_id);
+  if (v == volumes.end()) return RecordCorruption("bitmap of unknown volume id " + std::to_string(volume_id));
+  return ApplyBitmapRecord(payload, &v->second);
 }
 
 void Image::Encode(std::string* out) const {
@@ -239,12 +276,7 @@ void Image::Encode(std::string* out) const {
       ids.emplace(c.get(), chunk_id);
       AppendChunk(out, ChunkRecord{id, index, chunk_id, c->mapped, c->provisioned, c->dblocks});
     }
-    for (const auto& [bitmap_id, b] : v.bitmaps) {
-      AppendBitmap(out, BitmapRecord{id, bitmap_id, b.name, b.granularity, b.flags});
-      BitmapDirtyRecord dirty{id, bitmap_id, false, {}};
-      for (const auto& range : b.dirty) dirty.ranges.emplace_back(boost::icl::first(range), boost::icl::length(range));
-      AppendBitmapDirty(out, dirty);
-    }
+    AppendBitmapImages(out, id, v.bitmaps);
   }
   AppendRefcounts(out, std::vector<std::pair<uint32_t, uint32_t>>(refcounts.begin(), refcounts.end()));
 }

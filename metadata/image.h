@@ -65,6 +65,7 @@ struct Image {
   Status Apply(std::string_view payload);
 
   // The whole state as a checkpoint record stream (no kCommit).
+  // (Each volume's bitmaps as AppendBitmapImages writes them.)
   void Encode(std::string* out) const;
 
   // Chunks named in the checkpoint being applied, for kShareChunk.
@@ -73,7 +74,20 @@ struct Image {
   // Reference counts derived from the mappings: the number of distinct
   // chunk objects mapping each dblock.
   std::map<uint32_t, uint32_t> DerivedRefcounts() const;
+
+ private:
+  Status ApplyBitmapRecordToItsVolume(std::string_view payload);
 };
+
+// Applies one bitmap record (types 9 to 12) to `volume`, which it must name
+// (attrs.id; attrs.size bounds the granules), with Image::Apply's checks: a
+// refused record changes nothing. The live pool keeps its persistent
+// bitmaps' durable state so, record by record, as it logs them.
+Status ApplyBitmapRecord(std::string_view payload, VolumeImage* volume);
+
+// Appends volume `volume_id`'s bitmaps as a checkpoint holds them: each
+// one's Bitmap record and one BitmapDirty (replace 0).
+void AppendBitmapImages(std::string* out, uint64_t volume_id, const std::map<uint64_t, BitmapImage>& bitmaps);
 
 }  // namespace thinsim::metadata
 

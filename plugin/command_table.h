@@ -89,10 +89,11 @@ Status SnapshotRequests(const CommandArgs& args, std::vector<SnapshotRequest>* r
 
 // The arguments of bitmap-add and bitmap-cut, also a transaction's actions
 // (commands_bitmap.cc). bitmap-add's granularity defaults to the block size;
-// persistent: true is refused (not built yet).
+// persistent: true needs a pool=DIR pool.
 struct BitmapAddArgs {
   std::string volume, name;
   uint64_t granularity = 0;
+  bool persistent = false;
   bool disabled = false;
 };
 Status ParseBitmapAdd(const CommandCall& c, const nlohmann::json& args, BitmapAddArgs* out);

@@ -1,9 +1,9 @@
 // Dirty bitmap commands (SPEC section 12): bitmap-add, bitmap-remove,
 // bitmap-clear, bitmap-enable, bitmap-disable, bitmap-merge, bitmap-cut,
 // query-bitmaps, bitmap-extents. They act on the pool's BitmapRegistry
-// (bitmap/bitmap_registry.h); the bitmaps live in memory. Persistent
-// bitmaps (kept in a pool=DIR pool's metadata) are not built yet, so
-// `persistent: true` is refused with a message saying so.
+// (bitmap/bitmap_registry.h). `persistent: true` keeps a bitmap in a
+// pool=DIR pool's metadata (VolumeBitmaps logs it); an in-memory pool
+// refuses it.
 #include <string>
 #include <vector>
 
@@ -45,7 +45,7 @@ Status VolumeAndName(const CommandCall& c, std::string* volume, std::string* nam
 json BitmapJson(const std::string& volume, const BitmapInfo& b) {
   return {{"volume", volume},          {"name", b.name},       {"granularity", b.granularity},
           {"count", b.dirty_bytes},    {"recording", b.enabled}, {"busy", b.busy},
-          {"persistent", b.persistent}, {"inconsistent", false}};
+          {"persistent", b.persistent}, {"inconsistent", b.inconsistent}};
 }
 
 Status BitmapAdd(const CommandCall& c) {
@@ -54,7 +54,7 @@ Status BitmapAdd(const CommandCall& c) {
   THINSIM_RETURN_IF_ERROR(ParseBitmapAdd(c, c.args, &a));
   std::shared_ptr<VolumeBitmaps> set;
   THINSIM_RETURN_IF_ERROR(c.bitmaps->Get(a.volume, /*create=*/true, &set));
-  Status s = set->Add(a.name, a.granularity, /*persistent=*/false, a.disabled);
+  Status s = set->Add(a.name, a.granularity, a.persistent, a.disabled);
   if (!s.ok()) {
     c.bitmaps->ReleaseIfEmpty(a.volume);
     return s;
@@ -167,14 +167,13 @@ Status ParseBitmapAdd(const CommandCall& c, const json& args, BitmapAddArgs* out
   CommandArgs a(args, {"volume", "name", "granularity", "persistent", "disabled"});
   THINSIM_RETURN_IF_ERROR(a.status());
   out->granularity = c.pool->QueryPool().block_size;  // SPEC: default block-size
-  bool persistent = false;
   THINSIM_RETURN_IF_ERROR(a.String("volume", &out->volume));
   THINSIM_RETURN_IF_ERROR(a.String("name", &out->name));
   THINSIM_RETURN_IF_ERROR(a.Size("granularity", &out->granularity, false));
-  THINSIM_RETURN_IF_ERROR(a.Bool("persistent", &persistent));
+  THINSIM_RETURN_IF_ERROR(a.Bool("persistent", &out->persistent));
   THINSIM_RETURN_IF_ERROR(a.Bool("disabled", &out->disabled));
-  if (persistent) {
-    return Status::Unsupported("persistent bitmaps are not built yet; bitmaps live in memory (persistent: false)");
+  if (out->persistent && !c.pool->persistent()) {
+    return Status::Unsupported("persistent bitmaps need a pool=DIR pool; this one is in memory");
   }
   return Status::OK();
 }

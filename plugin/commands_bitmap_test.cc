@@ -121,7 +121,7 @@ TEST_F(BitmapCommandsTest, BadRequestsAreRefusedChangingNothing) {
             std::string::npos);
   EXPECT_NE(Refused("bitmap-add", {{"volume", "vol"}, {"name", "c"}, {"granularity", "128M"}}).find("64M"),
             std::string::npos);
-  EXPECT_NE(Refused("bitmap-add", {{"volume", "vol"}, {"name", "c"}, {"persistent", true}}).find("not built yet"),
+  EXPECT_NE(Refused("bitmap-add", {{"volume", "vol"}, {"name", "c"}, {"persistent", true}}).find("need a pool=DIR"),
             std::string::npos);
   EXPECT_NE(Refused("bitmap-add", {{"volume", "vol"}, {"name", "c"}, {"bogus", 1}}).find("bogus"), std::string::npos);
   EXPECT_EQ(Refused("bitmap-remove", {{"volume", "vol"}, {"name", "c"}}).substr(0, 8), "NotFound");

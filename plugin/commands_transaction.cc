@@ -26,6 +26,7 @@ struct Action {
   bool read_only = false;
   std::string volume, name, into;
   uint64_t granularity = 0;
+  bool persistent = false;
   bool disabled = false;
   std::shared_ptr<VolumeBitmaps> set;  // bitmap actions
 };
@@ -52,6 +53,7 @@ Status ParseAction(const CommandCall& c, size_t index, const json& item, Action*
     out->volume = std::move(a.volume);
     out->name = std::move(a.name);
     out->granularity = a.granularity;
+    out->persistent = a.persistent;
     out->disabled = a.disabled;
     return Status::OK();
   }
@@ -104,7 +106,7 @@ Status RunActions(const CommandCall& c, std::vector<Action>& actions) {
       s = c.pool->CreateSnapshotsHeld(a.snapshots, a.read_only);
       if (s.ok()) for (const SnapshotRequest& r : a.snapshots) snapshots.push_back(r.name);
     } else if (a.type == "bitmap-add") {
-      s = a.set->Add(a.name, a.granularity, /*persistent=*/false, a.disabled);
+      s = a.set->Add(a.name, a.granularity, a.persistent, a.disabled);
     } else {
       s = a.set->Cut(a.name, a.into);
     }

@@ -40,6 +40,9 @@ class ControlCommands {
     bool subscribe = false;  // the client asked for events
   };
   Reply Execute(std::string_view request_line) noexcept;
+  // Brings back the persistent dirty bitmaps of a reopened pool=DIR pool
+  // (BitmapRegistry::LoadPersistent). REQUIRES: no request served yet.
+  Status LoadBitmaps() { return bitmaps_.LoadPersistent(); }
 
   // JSON shapes shared with the CLI (SPEC section 10).
   static nlohmann::json PoolJson(const PoolInfo& info);

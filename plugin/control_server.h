@@ -66,6 +66,8 @@ class ControlServer {
 
   void Start();
   void Stop();
+  // ControlCommands::LoadBitmaps. REQUIRES: before the pool serves.
+  Status LoadBitmaps() { return commands_.LoadBitmaps(); }
 
   // Queues an event for every current subscriber, stamped now. The first
   // form is the pool's event handler (called under the pool's lock).

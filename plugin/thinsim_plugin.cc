@@ -129,6 +129,8 @@ int thinsim_get_ready() {
     std::string path = control_path_is_default ? thinsim::DefaultControlPath(config, getpid())
                                                : config.control_path;
     control = new thinsim::ControlServer(pool, thinsim::ControlServer::kDefaultMaxQueuedEvents, fault_env);
+    s = control->LoadBitmaps();  // persistent bitmaps record from the first request on
+    if (!s.ok()) return Fail(s);
     s = control->Listen(path);
     if (!s.ok()) return Fail(s);
     pool->SetEventHandler(PublishEvent);

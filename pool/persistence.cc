@@ -184,6 +184,7 @@ Status Pool::LoadImageLocked(const metadata::Image& image) {
     v->size = a.size;
     v->strategy = a.strategy <= 3 ? static_cast<Strategy>(a.strategy) : Strategy::kNone;
     v->pinned = a.pinned;
+    v->bitmaps = vi.bitmaps;
     v->map = std::make_unique<MappingTable>((a.size + block_size_ - 1) / block_size_);
     for (const auto& [index, ci] : vi.chunks) {
       auto known = chunks.find(ci.get());
@@ -305,6 +306,7 @@ void Pool::EncodeCheckpointLocked(std::string* out) const {
       ids.emplace(c, chunk_id);
       metadata::AppendChunk(out, ChunkRecordOf(id, idx, c, chunk_id));
     }
+    metadata::AppendBitmapImages(out, id, v->bitmaps);
   }
   for (uint64_t b = 0; b < space_map_->nr_blocks(); ++b) {
     uint32_t n = space_map_->RefCount(static_cast<dblock_t>(b)) - in_flight_.count(static_cast<dblock_t>(b));

@@ -339,6 +339,7 @@ Status Pool::ResizeVolume(std::string_view name, uint64_t size) {
     return zeroed;
   }
   v->size = size;
+  TrimBitmapsLocked(*v);  // a grow: nothing to trim, but one rule for every size change
   NoteVolumeLocked(*v);
   return Status::OK();
 }
@@ -372,6 +373,7 @@ Status Pool::ResizeMapLocked(Volume& v, vblock_t new_blocks) {
 Status Pool::SetSizeLocked(Volume& v, uint64_t size) {
   THINSIM_RETURN_IF_ERROR(ResizeMapLocked(v, BlocksFor(size, block_size_)));
   v.size = size;
+  TrimBitmapsLocked(v);
   NoteVolumeLocked(v);
   return Status::OK();
 }

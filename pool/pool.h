@@ -65,6 +65,7 @@
 #include "base/status.h"
 #include "base/types.h"
 #include "env/env.h"
+#include "metadata/image.h"
 #include "metadata/pool_dir.h"
 #include "pool/committer.h"
 #include "pool/freed_blocks.h"
@@ -267,6 +268,19 @@ class Pool {
   // Makes every completed write durable: data, then (for a persistent pool)
   // a metadata commit.
   Status Flush();
+
+  // ---- Persistent dirty bitmaps (bitmap/ keeps them; docs/format.md) ----
+  // Appends framed bitmap records (metadata/records.h, types 9 to 12) of
+  // volume `name` to the open transaction; a commit (Flush) makes them
+  // durable, with the mapping changes made meanwhile. The records are also
+  // applied to the volume's durable bitmap state, which checkpoints encode.
+  // Invalid when a record does not fit that state (nothing is logged),
+  // Unsupported for an in-memory pool, NotFound for no such volume.
+  Status LogBitmapRecords(std::string_view name, const std::string& records) EXCLUDES(meta_mu_);
+  // The volume's persistent bitmaps as logged so far (after an open: as
+  // the pool's files hold them), and its id, which their records name.
+  Status PersistentBitmaps(std::string_view name, uint64_t* volume_id,
+                           std::map<uint64_t, metadata::BitmapImage>* out) const EXCLUDES(meta_mu_);
   // Commits metadata changes (no-op for an in-memory pool).
   Status Commit() EXCLUDES(commit_mu_);
   // Puts the pool in fail mode, as a failed commit does: every request and
@@ -327,6 +341,8 @@ class Pool {
   // The open transaction's ChunkEncoder: the chunk's record as it is now.
   void EncodeChunkLocked(uint64_t volume_id, size_t index, std::string* out) const REQUIRES_SHARED(meta_mu_);
   void EncodeCheckpointLocked(std::string* out) const REQUIRES_SHARED(meta_mu_);
+  // After v.size changed: its bitmaps' durable state follows (bitmap_state.cc).
+  void TrimBitmapsLocked(Volume& v) REQUIRES(meta_mu_);
   // Commits with every pool lock held across the syncs: for a checkpoint,
   // which must see the state stand still, and for an allocation that needs
   // the blocks the transaction freed.

@@ -49,6 +49,8 @@ class Transaction {
   void AppendVolume(const metadata::VolumeRecord& r);
   void AppendSnapshot(const metadata::SnapshotRecord& r);
   void AppendDelete(uint64_t volume_id);
+  // Framed records of another layer (dirty bitmaps), as they are.
+  void AppendFramed(const std::string& records) { records_ += records; }
   // Encodes the noted chunks as they are now and appends them.
   void MaterializeChunks();
 

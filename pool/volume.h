@@ -5,11 +5,13 @@
 
 #include <atomic>
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <shared_mutex>
 #include <string>
 #include <vector>
 
+#include "metadata/image.h"
 #include "pool/mapping.h"
 #include "pool/range_lock.h"
 #include "pool/request_observer.h"
@@ -34,6 +36,10 @@ struct Volume {
   uint64_t nr_mapped = 0;
   uint64_t nr_exclusive = 0;
   uint64_t nr_provisioned = 0;
+  // Persistent pools: the durable state of the volume's persistent dirty
+  // bitmaps as the records logged so far leave it (bitmap/ keeps the live
+  // bits; the pool keeps this so that a checkpoint can encode it).
+  std::map<uint64_t, metadata::BitmapImage> bitmaps;
   uint32_t connections = 0;
   uint32_t writable_connections = 0;
   bool pinned = false;

@@ -26,6 +26,7 @@ void AddBitmapCommands(CLI::App& app, BitmapArguments& a) {
   CLI::App* add = AddVolumeAndName(bitmap, "add", "Start a bitmap recording the volume's changes (bitmap-add)", a);
   add->add_option("--granularity", a.granularity, "Bytes per bit, a power of two 512..64M (default: block size)");
   add->add_flag("--disabled", a.disabled, "Create it not recording");
+  add->add_flag("--persistent", a.persistent, "Keep it in the pool's metadata across restarts and crashes (pool=DIR)");
   AddVolumeAndName(bitmap, "remove", "Remove a bitmap (bitmap-remove)", a);
   AddVolumeAndName(bitmap, "clear", "Forget what a bitmap holds (bitmap-clear)", a);
   AddVolumeAndName(bitmap, "enable", "Make a bitmap record (bitmap-enable)", a);
@@ -46,6 +47,7 @@ bool BuildBitmapRequest(const std::string& command, const BitmapArguments& a, Re
     json args = target;
     if (!a.granularity.empty()) args["granularity"] = a.granularity;
     if (a.disabled) args["disabled"] = true;
+    if (a.persistent) args["persistent"] = true;
     *request = Request{"bitmap-add", std::move(args)};
   } else if (command == "bitmap remove" || command == "bitmap clear" || command == "bitmap enable" ||
              command == "bitmap disable") {

@@ -27,6 +27,7 @@ struct BitmapArguments {
   std::string length;
   std::vector<std::string> sources;
   bool disabled = false;
+  bool persistent = false;
 };
 
 void AddBitmapCommands(CLI::App& app, BitmapArguments& a);

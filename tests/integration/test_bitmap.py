@@ -113,22 +113,108 @@ class Bitmaps(lib.TestCase):
         try:
             for rnd in range(1, 6):
                 snap, frozen = "s%d" % rnd, "f%d" % rnd
-                srv.control_ok("transaction", {"actions": [
-                    {"type": "snapshot-create", "data": {"origin": "v", "name": snap}},
-                    {"type": "bitmap-cut", "data": {"volume": "v", "name": "live", "into": frozen}}]})
-                s = srv.connect(snap)
-                for e in srv.cli("bitmap", "extents", "v", frozen):
-                    if e["dirty"]:
-                        backup[e["offset"]:e["offset"] + e["length"]] = s.pread(e["length"], e["offset"])
-                srv.disconnect(s)
-                self.assertEqual(bytes(backup), self.read_export(srv, snap),
-                                 "round %d: the backup is not the snapshot" % rnd)
-                srv.cli("bitmap", "remove", "v", frozen)
-                srv.cli("delete", "s%d" % (rnd - 1))
+                self.snapshot_and_cut(srv, snap, frozen)
+                self.backup_round(srv, backup, rnd)
         finally:
             stop.set()
             t.join(30)
         self.assertEqual(errors, [])
+
+    # ---- persistent bitmaps --------------------------------------------------
+
+    def start_pool(self):
+        srv = lib.Server()
+        self.addCleanup(srv.stop)
+        srv.params = ["pool=" + os.path.join(srv.tmp, "pool"), "size=64M", "volume=v:4M",
+                      "commit-interval=0", "volatile-cache=on"]
+        srv.start()
+        return srv
+
+    def crash(self, srv, power_cut):
+        """A power cut (unflushed writes lost) or a kill, then a restart."""
+        if power_cut:
+            srv.cli_text("power-cut")
+        srv.proc.kill()
+        srv.proc.wait(30)
+        srv.handles = []
+        srv.start()
+
+    def dirty_granules(self, srv, name):
+        out = set()
+        for e in srv.cli("bitmap", "extents", "v", name):
+            if e["dirty"]:
+                out.update(range(e["offset"] // G, (e["offset"] + e["length"]) // G))
+        return out
+
+    def changed_granules(self, before, after):
+        return {g for g in range(VOL // G) if before[g * G:(g + 1) * G] != after[g * G:(g + 1) * G]}
+
+    def test_persistent_bitmap_is_never_falsely_clean_after_kills_and_power_cuts(self):
+        srv = self.start_pool()
+        added = srv.cli("bitmap", "add", "v", "live", "--granularity", "4K", "--persistent")
+        self.assertTrue(added["persistent"])
+        rng = random.Random(7)
+        for rnd in range(8):
+            power_cut = rnd % 2 == 1
+            before = self.read_export(srv, "v")
+            h = srv.connect("v")
+            for _ in range(rng.randint(1, 30)):
+                off = rng.randrange(0, VOL - 1)
+                h.pwrite(bytes([rng.randrange(1, 256)]) * rng.randint(1, min(64 * KiB, VOL - off)), off)
+            if rng.random() < 0.5:
+                h.flush()
+            self.crash(srv, power_cut)
+            after = self.read_export(srv, "v")
+            changed = self.changed_granules(before, after)
+            dirty = self.dirty_granules(srv, "live")
+            self.assertLessEqual(changed, dirty, "round %d (%s): changed granules not dirty: %s" % (
+                rnd, "power cut" if power_cut else "kill", sorted(changed - dirty)[:10]))
+            info = srv.cli("bitmap", "ls", "v")[0]
+            self.assertEqual((info["name"], info["persistent"], info["recording"]), ("live", True, True))
+            srv.cli("bitmap", "clear", "v", "live")
+        r = srv.cli_run("resize", "v", "8M", json_output=False)
+        self.assertNotEqual(r.returncode, 0)
+        self.assertIn("persistent bitmaps", r.stderr)
+
+    def test_incremental_backup_cycle_across_crashes(self):
+        srv = self.start_pool()
+        rng = random.Random(int(os.environ.get("BITMAP_SEED", "3")))
+        srv.cli("bitmap", "add", "v", "live", "--granularity", "4K", "--persistent")
+        srv.cli("snapshot", "v", "s0")
+        backup = bytearray(self.read_export(srv, "s0"))
+        for rnd in range(1, 7):
+            h = srv.connect("v")
+            for _ in range(rng.randint(1, 30)):
+                off = rng.randrange(0, VOL - 1)
+                h.pwrite(bytes([rng.randrange(256)]) * rng.randint(1, min(128 * KiB, VOL - off)), off)
+                if rng.random() < 0.2:
+                    h.flush()  # what it covers must survive the crash, and be dirty
+            self.crash(srv, power_cut=rnd % 2 == 0)
+            snap, frozen = "s%d" % rnd, "f%d" % rnd
+            self.snapshot_and_cut(srv, snap, frozen)
+            if rng.random() < 0.5:
+                self.crash(srv, power_cut=True)  # the frozen bitmap and the snapshot survive it
+            self.backup_round(srv, backup, rnd)
+
+    def snapshot_and_cut(self, srv, snap, frozen):
+        """Snapshot v and cut its live bitmap at one point in time."""
+        srv.control_ok("transaction", {"actions": [
+            {"type": "snapshot-create", "data": {"origin": "v", "name": snap}},
+            {"type": "bitmap-cut", "data": {"volume": "v", "name": "live", "into": frozen}}]})
+
+    def backup_round(self, srv, backup, rnd):
+        """Copies the dirty granules of f<rnd> from s<rnd> onto `backup`, which
+        must then equal s<rnd>; drops f<rnd> and the previous snapshot."""
+        snap, frozen = "s%d" % rnd, "f%d" % rnd
+        s = srv.connect(snap)
+        for e in srv.cli("bitmap", "extents", "v", frozen):
+            if e["dirty"]:
+                backup[e["offset"]:e["offset"] + e["length"]] = s.pread(e["length"], e["offset"])
+        srv.disconnect(s)
+        self.assertEqual(bytes(backup), self.read_export(srv, snap),
+                         "round %d: the backup is not the snapshot" % rnd)
+        srv.cli("bitmap", "remove", "v", frozen)
+        srv.cli("delete", "s%d" % (rnd - 1))
 
     def read_export(self, srv, name):
         h = srv.connect(name)

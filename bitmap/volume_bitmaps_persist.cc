@@ -1,0 +1,153 @@
+// VolumeBitmaps: the persistent side - the write-intent rule on the request
+// path and the records the control calls log (volume_bitmaps.h has the
+// design, docs/format.md the records).
+#include <algorithm>
+#include <atomic>
+#include <utility>
+
+#include "bitmap/volume_bitmaps.h"
+#include "metadata/records.h"
+
+namespace thinsim {
+namespace {
+
+using GranuleRanges = std::vector<std::pair<uint64_t, uint64_t>>;  // (first, count)
+
+// The granules of `bits`'s geometry that [offset, offset + length) touches,
+// clipped to its size; empty past the end.
+GranuleRanges GranulesOf(const DirtyBitmap& bits, uint64_t offset, uint64_t length) {
+  if (length == 0 || offset >= bits.size()) return {};
+  uint64_t end = length > bits.size() - offset ? bits.size() : offset + length;
+  uint64_t first = offset / bits.granularity(), last = (end - 1) / bits.granularity();
+  return {{first, last - first + 1}};
+}
+
+GranuleRanges GranulesOf(const DirtyBitmap& bits) {
+  GranuleRanges out;
+  for (const auto& r : bits.DirtyRanges()) {
+    GranuleRanges one = GranulesOf(bits, boost::icl::first(r), boost::icl::length(r));
+    out.insert(out.end(), one.begin(), one.end());
+  }
+  return out;
+}
+
+void MarkGranules(DirtyBitmap* bits, const GranuleRanges& ranges) {
+  for (auto [first, count] : ranges) bits->Mark(first * bits->granularity(), count * bits->granularity());
+}
+
+}  // namespace
+
+Status VolumeBitmaps::RefusePersistent() const {
+  if (journal_ != nullptr) return Status::OK();
+  return Status::Unsupported("volume '" + volume_ + "' cannot have persistent bitmaps: the pool is in memory "
+                             "(persistent bitmaps need pool=DIR)");
+}
+
+Status VolumeBitmaps::RefuseInconsistent(std::string_view name, const Entry& e) const {
+  if (!e.inconsistent) return Status::OK();
+  return Status::Invalid("bitmap '" + std::string(name) + "' on volume '" + volume_ +
+                         "' is inconsistent (its bits cannot be trusted after a repair): remove it and copy in full");
+}
+
+metadata::BitmapRecord VolumeBitmaps::RecordOf(const std::string& name, const Entry& e) const {
+  uint8_t flags = (e.enabled ? metadata::BitmapRecord::kRecording : 0) |
+                  (e.inconsistent ? metadata::BitmapRecord::kInconsistent : 0);
+  return {journal_->volume_id(), e.persisted->id, name, static_cast<uint32_t>(e.bits->granularity()), flags};
+}
+
+Status VolumeBitmaps::LogLocked(const std::string& records) {
+  {
+    MutexLock j(&journal_mu_);
+    THINSIM_RETURN_IF_ERROR(journal_->Append(records));
+  }
+  return journal_->Sync();
+}
+
+Status VolumeBitmaps::MakeDurable(const View& view, const ChangeRequest& request) {
+  // Marked before tested: a shrink that clears `durable` and then reads the
+  // live bits sees this request's marks, or this test sees the clear.
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+  if (std::all_of(view.persisted.begin(), view.persisted.end(), [&](const std::shared_ptr<Persisted>& p) {
+        return p->durable.Covers(request.offset, request.length);
+      })) {
+    return Status::OK();  // the common case: no lock, no I/O
+  }
+  std::vector<std::shared_ptr<Persisted>> targets;
+  std::string records;
+  {
+    MutexLock j(&journal_mu_);
+    // The View's instances that still exist, and every one recording now:
+    // after a cut, the new instance too (its records are already logged).
+    auto add = [&](const std::shared_ptr<Persisted>& p) {
+      if (std::none_of(targets.begin(), targets.end(), [&](const auto& t) { return t->id == p->id; })) {
+        targets.push_back(p);
+      }
+    };
+    for (const auto& p : view.persisted) {
+      if (existing_.count(p->id) != 0) add(p);
+    }
+    for (uint64_t id : recording_) add(existing_.at(id));
+    for (const auto& t : targets) {
+      if (t->durable.Covers(request.offset, request.length)) continue;
+      GranuleRanges ranges = GranulesOf(t->durable, request.offset, request.length);
+      if (ranges.empty()) continue;
+      metadata::AppendBitmapDirty(&records, {journal_->volume_id(), t->id, false, std::move(ranges)});
+    }
+    if (records.empty()) return Status::OK();
+    THINSIM_RETURN_IF_ERROR(journal_->Append(records));
+  }
+  // One group commit, shared with every request that appended meanwhile.
+  THINSIM_RETURN_IF_ERROR(journal_->Sync());
+  for (const auto& t : targets) t->durable.Mark(request.offset, request.length);
+  return Status::OK();
+}
+
+Status VolumeBitmaps::ShrinkDurableLocked(Persisted& p, const DirtyBitmap& bits) {
+  GranuleRanges exact;
+  {
+    MutexLock j(&journal_mu_);
+    if (existing_.count(p.id) == 0) return Status::OK();
+    // Cleared before the live bits are read (see MakeDurable): a request
+    // that found its granule durable has marked it where this reads.
+    p.durable.Clear();
+    std::atomic_thread_fence(std::memory_order_seq_cst);
+    exact = GranulesOf(bits);
+    std::string records;
+    metadata::AppendBitmapDirty(&records, {journal_->volume_id(), p.id, /*replace=*/true, exact});
+    THINSIM_RETURN_IF_ERROR(journal_->Append(records));
+  }
+  THINSIM_RETURN_IF_ERROR(journal_->Sync());
+  MarkGranules(&p.durable, exact);
+  return Status::OK();
+}
+
+Status VolumeBitmaps::Restore(uint64_t id, const metadata::BitmapImage& image) {
+  MutexLock lock(&mu_);
+  THINSIM_RETURN_IF_ERROR(RefusePersistent());
+  THINSIM_RETURN_IF_ERROR(CheckNewName(image.name));
+  Entry e;
+  THINSIM_RETURN_IF_ERROR(DirtyBitmap::Make(size_, image.granularity, &e.bits));
+  e.enabled = (image.flags & metadata::BitmapRecord::kRecording) != 0;
+  e.inconsistent = (image.flags & metadata::BitmapRecord::kInconsistent) != 0;
+  e.persisted = std::make_shared<Persisted>(id, size_, image.granularity);
+  GranuleRanges ranges;
+  for (const auto& r : image.dirty) ranges.emplace_back(boost::icl::first(r), boost::icl::length(r));
+  MarkGranules(e.bits.get(), ranges);
+  MarkGranules(&e.persisted->durable, ranges);
+  {
+    MutexLock j(&journal_mu_);
+    existing_[id] = e.persisted;
+    if (e.enabled) recording_.insert(id);
+  }
+  next_id_ = std::max(next_id_, id + 1);
+  entries_.emplace(image.name, std::move(e));
+  PublishLocked();
+  return Status::OK();
+}
+
+bool VolumeBitmaps::HasPersistent() const {
+  MutexLock lock(&mu_);
+  return std::any_of(entries_.begin(), entries_.end(), [](const auto& kv) { return kv.second.persisted != nullptr; });
+}
+
+}  // namespace thinsim
