@@ -8,21 +8,25 @@
 #   cuts       the bitmap, cut every 100 ms into a new one (the old frozen one
 #              removed), as an incremental backup loop would
 # Prints IOPS, p99 and max write latency per case and round, and the ratios
-# bitmap/none and cuts/none. On demand, never in CI. Persistent bitmaps are
-# not built yet, so this measures the in-memory ones.
+# bitmap/none and cuts/none. On demand, never in CI. With -p the pool is a
+# pool=DIR pool (fresh each job) and the bitmap persistent: the first write
+# to each clean granule then waits for one group commit of its intent
+# record (docs/format.md, the write-intent rule), and every cut commits.
 #
 #   bench/bitmap-bench.sh                      # 3 rounds, qd1 and qd32, 10 s each
 #   bench/bitmap-bench.sh -r 5 -t 20 -s 1G
+#   bench/bitmap-bench.sh -p                   # persistent bitmaps on pool=DIR
 #
 # Options: -r ROUNDS (3), -t SECONDS per job (10), -s SIZE (512M),
-#          -b BUILD_DIR (build)
+#          -b BUILD_DIR (build), -p persistent
 set -euo pipefail
 
-usage() { sed -n '2,19s/^# \{0,1\}//p' "$0"; }
-rounds=3 runtime=10 size=512M build=build
-while getopts "r:t:s:b:h" opt; do
+usage() { sed -n '2,22s/^# \{0,1\}//p' "$0"; }
+rounds=3 runtime=10 size=512M build=build persistent=0
+while getopts "r:t:s:b:ph" opt; do
   case "$opt" in
     r) rounds="$OPTARG" ;; t) runtime="$OPTARG" ;; s) size="$OPTARG" ;; b) build="$OPTARG" ;;
+    p) persistent=1 ;;
     h) usage; exit 0 ;; *) usage >&2; exit 2 ;;
   esac
 done
@@ -45,8 +49,10 @@ cleanup() {
 trap cleanup EXIT
 
 start_server() {
-  rm -f "$tmp/nbd.sock" "$tmp/ctl.sock"
-  nbdkit -f -U "$tmp/nbd.sock" "$plugin" size=2G block-size=64K "volume=vol0:$size" \
+  rm -rf "$tmp/nbd.sock" "$tmp/ctl.sock" "$tmp/pool"
+  local pool=()
+  ((persistent)) && pool=("pool=$tmp/pool")
+  nbdkit -f -U "$tmp/nbd.sock" "$plugin" "${pool[@]}" size=2G block-size=64K "volume=vol0:$size" \
     "control=$tmp/ctl.sock" >"$tmp/nbdkit.log" 2>&1 &
   pid=$!
   for _ in $(seq 100); do [[ -S "$tmp/ctl.sock" ]] && return; sleep 0.05; done
@@ -72,7 +78,9 @@ one() {
   start_server
   fio --name=prefill --ioengine=nbd --uri="$uri" --rw=write --bs=1M --iodepth=8 --size="$size" \
     --output-format=json --output="$tmp/prefill.json" >/dev/null
-  [[ "$case" != none ]] && ctl bitmap add vol0 live --granularity 4K
+  local keep=()
+  ((persistent)) && keep=(--persistent)
+  [[ "$case" != none ]] && ctl bitmap add vol0 live --granularity 4K "${keep[@]}"
   [[ "$case" == cuts ]] && { cut_loop & cutter=$!; }
   fio --name=job --ioengine=nbd --uri="$uri" --rw=randwrite --bs=4k --iodepth="$qd" --size="$size" \
     --time_based --runtime="$runtime" --norandommap --randrepeat=0 \
@@ -82,7 +90,7 @@ one() {
   jq -r '.jobs[0].write | "\(.iops|floor) \(.clat_ns.percentile["99.000000"]/1000|floor) \(.clat_ns.max/1000|floor)"' "$out"
 }
 
-echo "bitmap-bench: $size volume, 4K random overwrites, ${runtime}s per job, $rounds rounds, $(nproc) CPUs, $(fio --version)"
+echo "bitmap-bench: $( ((persistent)) && echo "pool=DIR, persistent bitmap," || echo "in memory,") $size volume, 4K random overwrites, ${runtime}s per job, $rounds rounds, $(nproc) CPUs, $(fio --version)"
 printf '%-5s %-4s %-7s %10s %9s %9s %9s\n' round qd case iops p99_us max_us vs_none
 for ((r = 1; r <= rounds; r++)); do
   for qd in 1 32; do
