@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "bitmap/bitmap_registry.h"
+#include "metadata/delta.h"
 #include "plugin/command_args.h"
 #include "plugin/command_table.h"
 #include "plugin/control_commands.h"
@@ -148,6 +149,26 @@ Status SnapshotCreate(const CommandCall& c) {
   return Status::OK();
 }
 
+// `thinsim delta` on a running pool: the two volumes' mappings at one point
+// in time, compared as the offline tool compares a stopped pool's.
+Status QueryDelta(const CommandCall& c) {
+  CommandArgs a(c.args, {"left", "right"});
+  THINSIM_RETURN_IF_ERROR(a.status());
+  std::string left, right;
+  THINSIM_RETURN_IF_ERROR(a.String("left", &left));
+  THINSIM_RETURN_IF_ERROR(a.String("right", &right));
+  std::vector<metadata::VolumeImage> images;
+  THINSIM_RETURN_IF_ERROR(c.pool->VolumeImagesOf({left, right}, &images));
+  const uint32_t block_size = c.pool->QueryPool().block_size;
+  json ranges = json::array();
+  for (const metadata::DeltaRange& d : metadata::ComputeDelta(block_size, images[0], images[1])) {
+    ranges.push_back({{"type", std::string(metadata::DeltaTypeName(d.type))}, {"vblock", d.vblock},
+                      {"nr_vblocks", d.nr_vblocks}, {"offset", d.offset}, {"length", d.length}});
+  }
+  *c.result = {{"left", left}, {"right", right}, {"block_size", block_size}, {"ranges", std::move(ranges)}};
+  return Status::OK();
+}
+
 }  // namespace
 
 Status SnapshotRequests(const CommandArgs& a, std::vector<SnapshotRequest>* requests) {
@@ -178,6 +199,7 @@ Status SnapshotRequests(const CommandArgs& a, std::vector<SnapshotRequest>* requ
 void RegisterVolumeCommands(CommandTable* table) {
   using Effect = CommandTable::Effect;
   table->Add("query-volumes", QueryVolumes, Effect::kReadOnly);
+  table->Add("query-delta", QueryDelta, Effect::kReadOnly);
   table->Add("volume-create", VolumeCreate, Effect::kChangesPool);
   table->Add("volume-delete", VolumeDelete, Effect::kChangesPool);
   table->Add("volume-resize", VolumeResize, Effect::kChangesPool);

@@ -269,6 +269,12 @@ class Pool {
   // a metadata commit.
   Status Flush();
 
+  // The named volumes' mappings at one point in time, as the metadata
+  // layer's images (attrs: id, name and size only), for
+  // metadata::ComputeDelta on a running pool. NotFound for a missing one.
+  Status VolumeImagesOf(const std::vector<std::string>& names, std::vector<metadata::VolumeImage>* out) const
+      EXCLUDES(meta_mu_);
+
   // ---- Persistent dirty bitmaps (bitmap/ keeps them; docs/format.md) ----
   // Appends framed bitmap records (metadata/records.h, types 9 to 12) of
   // volume `name` to the open transaction; a commit (Flush) makes them
@@ -341,6 +347,7 @@ class Pool {
   // The open transaction's ChunkEncoder: the chunk's record as it is now.
   void EncodeChunkLocked(uint64_t volume_id, size_t index, std::string* out) const REQUIRES_SHARED(meta_mu_);
   void EncodeCheckpointLocked(std::string* out) const REQUIRES_SHARED(meta_mu_);
+  void ImageOfLocked(const Volume* v, metadata::VolumeImage* out) const REQUIRES_SHARED(meta_mu_);
   // After v.size changed: its bitmaps' durable state follows (bitmap_state.cc).
   void TrimBitmapsLocked(Volume& v) REQUIRES(meta_mu_);
   // Commits with every pool lock held across the syncs: for a checkpoint,

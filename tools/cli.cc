@@ -152,7 +152,9 @@ void AddOfflineCommands(CLI::App& app, Arguments& a) {
   AddCommand(app, "repair", "Repair a stopped pool's metadata")
       ->add_option("DIR", a.offline_args, "Pool directory (or --pool DIR)")
       ->expected(0, 1);
-  AddCommand(app, "delta", "Compare two volumes' mappings (same, different, left_only, right_only)")
+  AddCommand(app, "delta",
+             "Compare two volumes' mappings (same, different, left_only, right_only); "
+             "A B alone asks the running server (--socket or THINSIM_SOCKET)")
       ->add_option("DIR A B", a.offline_args, "Pool directory (or --pool DIR), two volume names")
       ->expected(2, 3);
 }
@@ -422,6 +424,16 @@ ParseResult ParseCommandLine(const std::vector<std::string>& args, const Environ
   std::string command = sub->get_name();
   // Two-word commands (fault add|remove|ls, bitmap ...) go by both words.
   if (!sub->get_subcommands().empty()) command += " " + sub->get_subcommands().front()->get_name();
+  // delta A B without a pool directory asks the running server (query-delta).
+  const bool online_delta = command == "delta" && a.offline_args.size() == 2 && a.pool.empty();
+  if (online_delta) {
+    invocation.request = Request{"query-delta", {{"left", a.offline_args[0]}, {"right", a.offline_args[1]}}};
+    if (!ResolveSocketPath(a.socket, a.pool, env, &invocation.socket_path, &error)) {
+      err << "thinsim: " << error << " (or give the pool directory: delta DIR A B, on a stopped pool)\n";
+      return {std::nullopt, kExitUsage};
+    }
+    return {std::move(invocation), kExitOk};
+  }
   if (IsOfflineCommand(command)) {
     offline::OfflineCommand offline;
     if (!a.socket.empty()) {
@@ -443,6 +455,27 @@ ParseResult ParseCommandLine(const std::vector<std::string>& args, const Environ
   return {std::move(invocation), kExitOk};
 }
 
+// A query-delta reply printed exactly as the offline delta prints.
+int PrintOnlineDelta(const json& reply, bool json_output, std::ostream& out, std::ostream& err) {
+  std::vector<offline::DeltaRange> ranges;
+  try {
+    for (const json& r : reply.at("ranges")) {
+      const std::string type = r.at("type").get<std::string>();
+      offline::DeltaType t = type == "same"        ? offline::DeltaType::kSame
+                             : type == "left_only"  ? offline::DeltaType::kLeftOnly
+                             : type == "right_only" ? offline::DeltaType::kRightOnly
+                                                    : offline::DeltaType::kDifferent;
+      ranges.push_back({t, r.at("vblock").get<uint64_t>(), r.at("nr_vblocks").get<uint64_t>(),
+                        r.at("offset").get<uint64_t>(), r.at("length").get<uint64_t>()});
+    }
+    offline::PrintDelta(reply.at("left").get<std::string>(), reply.at("right").get<std::string>(),
+                        reply.at("block_size").get<uint32_t>(), ranges, json_output, out);
+  } catch (const json::exception& e) {
+    return Fail(err, std::string("unexpected reply to query-delta: ") + e.what());
+  }
+  return out ? kExitOk : Fail(err, "cannot write output");
+}
+
 int Execute(const Invocation& invocation, std::ostream& out, std::ostream& err) {
   if (invocation.offline) return offline::RunOffline(*invocation.offline, out, err);
   ControlClient client;
@@ -456,6 +489,7 @@ int Execute(const Invocation& invocation, std::ostream& out, std::ostream& err) 
   if (invocation.request.execute == "events-subscribe") {
     return StreamEvents(&client, invocation.json, out, err);
   }
+  if (invocation.request.execute == "query-delta") return PrintOnlineDelta(reply.value, invocation.json, out, err);
   std::string text;
   try {
     text = invocation.json ? CompactJson(reply.value) + "\n"

@@ -38,15 +38,6 @@ int Fail(std::ostream& err, int code, const std::string& message) {
   return code;
 }
 
-// The dblock entry `i` of a chunk maps, or false when it is unmapped.
-bool EntryOf(const ChunkImage* c, uint32_t i, uint32_t* dblock) {
-  if (c == nullptr || ((c->mapped >> i) & 1) == 0) return false;
-  size_t rank = static_cast<size_t>(std::popcount(c->mapped & ((uint64_t{1} << i) - 1)));
-  if (rank >= c->dblocks.size()) return false;
-  *dblock = c->dblocks[rank];
-  return true;
-}
-
 // A stored enum as its name, or as a number when it has none.
 ordered_json ModeJson(uint8_t mode) {
   if (mode > static_cast<uint8_t>(PoolMode::kFail)) return mode;

@@ -24,6 +24,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "metadata/delta.h"
 #include "metadata/image.h"
 #include "metadata/pool_dir.h"
 #include "base/status.h"
@@ -59,26 +60,16 @@ Status ImageFromJson(const nlohmann::json& dump, metadata::Image* image);
 
 // ---- Delta ------------------------------------------------------------------
 
-enum class DeltaType { kSame, kDifferent, kLeftOnly, kRightOnly };
+// metadata/delta.h: DeltaType, DeltaTypeName, DeltaRange, ComputeDelta.
+using metadata::ComputeDelta;
+using metadata::DeltaRange;
+using metadata::DeltaType;
+using metadata::DeltaTypeName;
 
-// "same", "different", "left_only", "right_only" (thin_delta's names).
-std::string_view DeltaTypeName(DeltaType type);
-
-// A maximal run of vblocks with one classification. Byte offset and length
-// stop at the end of the larger volume that maps the run.
-struct DeltaRange {
-  DeltaType type;
-  uint64_t vblock = 0;
-  uint64_t nr_vblocks = 0;
-  uint64_t offset = 0;
-  uint64_t length = 0;
-};
-
-// Compares two volumes' mappings vblock by vblock, as thin_delta does:
-// same (both map the same dblock), different (both mapped, to different
-// dblocks), left_only, right_only. Vblocks neither maps are left out.
-std::vector<DeltaRange> ComputeDelta(const metadata::Image& image, const metadata::VolumeImage& left,
-                                     const metadata::VolumeImage& right);
+// Prints a delta as `thinsim delta` does, offline or online: a table, or
+// with json_output a JSON array of {type, offset, length}.
+void PrintDelta(const std::string& left, const std::string& right, uint32_t block_size,
+                const std::vector<DeltaRange>& ranges, bool json_output, std::ostream& out);
 
 // ---- Commands ---------------------------------------------------------------
 

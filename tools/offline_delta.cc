@@ -36,75 +36,6 @@ using metadata::kChunkEntries;
 
 // ---- Delta --------------------------------------------------------------------
 
-std::string_view DeltaTypeName(DeltaType type) {
-  switch (type) {
-    case DeltaType::kSame: return "same";
-    case DeltaType::kDifferent: return "different";
-    case DeltaType::kLeftOnly: return "left_only";
-    case DeltaType::kRightOnly: return "right_only";
-  }
-  return "different";
-}
-
-namespace {
-
-using VblockSet = boost::icl::interval_set<uint64_t>;
-
-// Which of the four classes vblock `i` of a chunk pair falls in, if any.
-std::optional<DeltaType> Classify(const ChunkImage* lc, const ChunkImage* rc, uint32_t i) {
-  uint32_t lb = 0, rb = 0;
-  bool lm = EntryOf(lc, i, &lb);
-  bool rm = EntryOf(rc, i, &rb);
-  if (lm && rm) return lb == rb ? DeltaType::kSame : DeltaType::kDifferent;
-  if (lm) return DeltaType::kLeftOnly;
-  if (rm) return DeltaType::kRightOnly;
-  return std::nullopt;
-}
-
-}  // namespace
-
-std::vector<DeltaRange> ComputeDelta(const Image& image, const VolumeImage& left, const VolumeImage& right) {
-  // One interval set per class: adjacent vblocks of a class join into one
-  // interval as they are added, which is the coalescing delta reports.
-  constexpr DeltaType kTypes[] = {DeltaType::kSame, DeltaType::kDifferent, DeltaType::kLeftOnly,
-                                  DeltaType::kRightOnly};
-  std::map<DeltaType, VblockSet> sets;
-  std::set<uint64_t> indices;
-  for (const auto& [index, c] : left.chunks) indices.insert(index);
-  for (const auto& [index, c] : right.chunks) indices.insert(index);
-  for (uint64_t index : indices) {
-    auto l = left.chunks.find(index);
-    auto r = right.chunks.find(index);
-    const ChunkImage* lc = l == left.chunks.end() ? nullptr : l->second.get();
-    const ChunkImage* rc = r == right.chunks.end() ? nullptr : r->second.get();
-    for (uint32_t i = 0; i < kChunkEntries; ++i) {
-      if (std::optional<DeltaType> t = Classify(lc, rc, i)) {
-        uint64_t vb = index * kChunkEntries + i;
-        sets[*t] += boost::icl::interval<uint64_t>::right_open(vb, vb + 1);
-      }
-    }
-  }
-  std::vector<DeltaRange> ranges;
-  for (DeltaType t : kTypes) {
-    for (const auto& run : sets[t]) {
-      ranges.push_back({t, boost::icl::first(run), boost::icl::length(run), 0, 0});
-    }
-  }
-  std::sort(ranges.begin(), ranges.end(),
-            [](const DeltaRange& a, const DeltaRange& b) { return a.vblock < b.vblock; });
-  const uint64_t bs = image.block_size;
-  for (DeltaRange& d : ranges) {
-    uint64_t end_of = d.type == DeltaType::kLeftOnly    ? left.attrs.size
-                      : d.type == DeltaType::kRightOnly ? right.attrs.size
-                                                        : std::max(left.attrs.size, right.attrs.size);
-    d.offset = d.vblock * bs;
-    uint64_t end = (d.vblock + d.nr_vblocks) * bs;
-    if (end > end_of && end_of > d.offset) end = end_of;
-    d.length = end - d.offset;
-  }
-  return ranges;
-}
-
 int Delta(const std::string& dir, const std::string& left, const std::string& right, bool json_output,
           std::ostream& out, std::ostream& err) {
   std::unique_ptr<PoolDirLock> lock;
@@ -122,7 +53,12 @@ int Delta(const std::string& dir, const std::string& left, const std::string& ri
   if (l == nullptr || r == nullptr) {
     return Fail(err, kExitFailure, "no volume named '" + (l == nullptr ? left : right) + "' in " + dir);
   }
-  std::vector<DeltaRange> ranges = ComputeDelta(image, *l, *r);
+  PrintDelta(left, right, image.block_size, ComputeDelta(image.block_size, *l, *r), json_output, out);
+  return kExitOk;
+}
+
+void PrintDelta(const std::string& left, const std::string& right, uint32_t block_size,
+                const std::vector<DeltaRange>& ranges, bool json_output, std::ostream& out) {
   if (json_output) {
     out << "[";
     for (size_t i = 0; i < ranges.size(); ++i) {
@@ -132,7 +68,7 @@ int Delta(const std::string& dir, const std::string& left, const std::string& ri
     }
     out << (ranges.empty() ? "]\n" : "\n]\n");
   } else {
-    out << "left '" << left << "', right '" << right << "', block size " << image.block_size << "\n";
+    out << "left '" << left << "', right '" << right << "', block size " << block_size << "\n";
     for (const DeltaRange& d : ranges) {
       std::string type(DeltaTypeName(d.type));
       type.resize(10, ' ');
@@ -141,7 +77,6 @@ int Delta(const std::string& dir, const std::string& left, const std::string& ri
     }
   }
   out << std::flush;
-  return kExitOk;
 }
 
 }  // namespace thinsim::offline

@@ -44,8 +44,6 @@ void ForEachEntry(const ChunkImage& c, Fn fn) {
   }
 }
 
-// The dblock entry `i` of a chunk maps, or false when it is unmapped.
-bool EntryOf(const ChunkImage* c, uint32_t i, uint32_t* dblock);
 // A stored enum as its name, or as a number when it has none.
 ordered_json ModeJson(uint8_t mode);
 ordered_json StrategyJson(uint8_t strategy);

@@ -182,7 +182,7 @@ TEST(DumpText, ShowsMappingsAsRuns) {
 
 std::string DeltaString(const Image& image, uint64_t left, uint64_t right) {
   std::string s;
-  for (const DeltaRange& d : ComputeDelta(image, image.volumes.at(left), image.volumes.at(right))) {
+  for (const DeltaRange& d : ComputeDelta(image.block_size, image.volumes.at(left), image.volumes.at(right))) {
     s += std::string(DeltaTypeName(d.type)) + " " + std::to_string(d.vblock) + "+" + std::to_string(d.nr_vblocks) +
          " @" + std::to_string(d.offset) + "+" + std::to_string(d.length) + "\n";
   }

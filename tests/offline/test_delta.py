@@ -1,6 +1,7 @@
 #!/usr/bin/python3
 """`thinsim delta DIR A B` on known layouts made through the real nbdkit:
-ranges same, different, left_only and right_only, exactly."""
+ranges same, different, left_only and right_only, exactly; and `thinsim
+delta A B` on the running server (query-delta), with the same output."""
 
 import json
 import os
@@ -83,6 +84,21 @@ class Delta(lib.TestCase):
         self.assertIn("left 'A', right 'B', block size 65536", out)
         self.assertIn("different  vblocks 2..3  offset %d length %d" % (2 * BS, 2 * BS), out)
         self.assertIn("right_only vblock  30  offset %d length %d" % (30 * BS, BS), out)
+
+    def test_online_delta_prints_what_the_offline_one_does(self):
+        pairs = [("A", "B"), ("B", "A"), ("C", "B"), ("A", "A")]
+        offline = {(l, r, j): self.tool_ok(*(["--json"] if j else []), "delta", self.pool, l, r)
+                   for l, r in pairs for j in (False, True)}
+        server = self.nbdkit("size=32M")
+        for (l, r, j), want in offline.items():
+            got = self.tool_ok("--socket", server.ctl, *(["--json"] if j else []), "delta", l, r)
+            self.assertEqual(got, want, "delta %s %s%s" % (l, r, " --json" if j else ""))
+        proc = lib.tool("--socket", server.ctl, "delta", "A", "nope")
+        self.assertEqual(proc.returncode, 1)
+        self.assertIn("no volume named 'nope'", proc.stderr)
+        # A running pool refuses the offline form, and says what to do.
+        proc = lib.tool("delta", self.pool, "A", "B")
+        self.assertNotEqual(proc.returncode, 0)
 
     def test_unknown_volume_fails(self):
         proc = lib.tool("delta", self.pool, "A", "nope")
