@@ -41,9 +41,12 @@
 // bitmap that records it. Each keeps a second bit set, `durable`, of the
 // granules a committed record marks. BeforeChange marks the live bits,
 // then (after a seq_cst fence) tests `durable`; only for a granule not in
-// it does the request append a BitmapDirty record and wait for one group
-// commit (concurrent first writes share it). So a granule pays one commit
-// per epoch (per cut or clear), as dm-era and md's write-intent bitmap do.
+// it does the request append a BitmapDirty record - for the whole intent
+// chunk around it (kIntentBytes) - and wait for one group commit
+// (concurrent first writes share it). So an intent chunk pays one commit
+// per epoch (per cut or clear), as md's write-intent bitmap does; the live
+// bits stay exact, and only a crash can leave a bitmap dirtier than its
+// writes (by whole intent chunks).
 // A cut logs the rename of the live instance to `into`, a new instance
 // under the old name and a BitmapCopy of the durable set into it (so a
 // request in flight across the cut is durable in both); once the grace
@@ -163,6 +166,10 @@ class VolumeBitmaps : public RequestObserver {
   // For tests: the current epoch (a grace period has begun once it moves).
   uint64_t TEST_epoch() const { return epoch_.load(std::memory_order_seq_cst); }
 
+  // A persistent bitmap's write intents cover whole chunks of this many
+  // bytes (or of one granule, if larger): docs/format.md.
+  static constexpr uint64_t kIntentBytes = 1 << 20;
+
   // Requests in flight at once before the epoch table spills into a map.
   static constexpr size_t kSlots = 1024;
 
@@ -174,6 +181,7 @@ class VolumeBitmaps : public RequestObserver {
     Persisted(uint64_t id, uint64_t size, uint64_t granularity) : id(id), durable(size, granularity) {}
     const uint64_t id;
     DirtyBitmap durable;
+    uint64_t shrinks = 0;  // replaces logged so far; guarded by journal_mu_
   };
   struct Entry {
     std::unique_ptr<DirtyBitmap> bits;

@@ -35,6 +35,19 @@ void MarkGranules(DirtyBitmap* bits, const GranuleRanges& ranges) {
   for (auto [first, count] : ranges) bits->Mark(first * bits->granularity(), count * bits->granularity());
 }
 
+// [first, end) of the intent a request at [offset, offset + length) logs:
+// rounded out to kIntentBytes (or the granule, if larger), as md's
+// write-intent bitmap uses chunks coarser than its writes: a random writer
+// then pays one commit per intent chunk per epoch, not per granule, and a
+// crash leaves the bitmap dirtier (never falsely clean) by at most that.
+std::pair<uint64_t, uint64_t> IntentRange(uint64_t granularity, uint64_t offset, uint64_t length) {
+  const uint64_t unit = std::max<uint64_t>(VolumeBitmaps::kIntentBytes, granularity);
+  uint64_t first = offset / unit * unit;
+  uint64_t end = offset + length;
+  end = end > UINT64_MAX - unit ? UINT64_MAX : (end + unit - 1) / unit * unit;
+  return {first, end};
+}
+
 }  // namespace
 
 Status VolumeBitmaps::RefusePersistent() const {
@@ -73,6 +86,7 @@ Status VolumeBitmaps::MakeDurable(const View& view, const ChangeRequest& request
     return Status::OK();  // the common case: no lock, no I/O
   }
   std::vector<std::shared_ptr<Persisted>> targets;
+  std::vector<uint64_t> shrinks;  // each target's shrink count when its intent was appended
   std::string records;
   {
     MutexLock j(&journal_mu_);
@@ -88,8 +102,10 @@ Status VolumeBitmaps::MakeDurable(const View& view, const ChangeRequest& request
     }
     for (uint64_t id : recording_) add(existing_.at(id));
     for (const auto& t : targets) {
+      shrinks.push_back(t->shrinks);
       if (t->durable.Covers(request.offset, request.length)) continue;
-      GranuleRanges ranges = GranulesOf(t->durable, request.offset, request.length);
+      auto [first, end] = IntentRange(t->durable.granularity(), request.offset, request.length);
+      GranuleRanges ranges = GranulesOf(t->durable, first, end - first);
       if (ranges.empty()) continue;
       metadata::AppendBitmapDirty(&records, {journal_->volume_id(), t->id, false, std::move(ranges)});
     }
@@ -98,7 +114,15 @@ Status VolumeBitmaps::MakeDurable(const View& view, const ChangeRequest& request
   }
   // One group commit, shared with every request that appended meanwhile.
   THINSIM_RETURN_IF_ERROR(journal_->Sync());
-  for (const auto& t : targets) t->durable.Mark(request.offset, request.length);
+  MutexLock j(&journal_mu_);
+  for (size_t i = 0; i < targets.size(); ++i) {
+    // A shrink logged after this intent replaced it with the live bits,
+    // which hold this request's granules but not the rest of its intent
+    // chunk; the shrink marks what it made durable itself.
+    if (targets[i]->shrinks != shrinks[i]) continue;
+    auto [first, end] = IntentRange(targets[i]->durable.granularity(), request.offset, request.length);
+    targets[i]->durable.Mark(first, end - first);
+  }
   return Status::OK();
 }
 
@@ -110,6 +134,7 @@ Status VolumeBitmaps::ShrinkDurableLocked(Persisted& p, const DirtyBitmap& bits)
     // Cleared before the live bits are read (see MakeDurable): a request
     // that found its granule durable has marked it where this reads.
     p.durable.Clear();
+    ++p.shrinks;
     std::atomic_thread_fence(std::memory_order_seq_cst);
     exact = GranulesOf(bits);
     std::string records;

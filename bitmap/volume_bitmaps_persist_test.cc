@@ -20,7 +20,9 @@ namespace {
 
 using Kind = ChangeRequest::Kind;
 constexpr uint64_t k4K = 4096;
-constexpr uint64_t kSize = 1 << 20;  // 256 granules of 4K
+constexpr uint64_t kSize = 16 << 20;  // 4096 granules of 4K
+// Granules per intent chunk: an intent covers the whole chunk around a write.
+constexpr uint64_t kChunk = VolumeBitmaps::kIntentBytes / k4K;
 
 class ImageJournal final : public BitmapJournal {
  public:
@@ -99,16 +101,22 @@ TEST_F(PersistentBitmapsTest, FirstWriteToACleanGranulePaysOneSyncAndLaterOnesNo
   EXPECT_TRUE(journal_->Durable("b").empty());
   ChangeRequest r{Kind::kWrite, 100, 2 * k4K, nullptr};  // granules 0..2
   ASSERT_OK(b_->BeforeChange(r));
-  // Before the data may move, the granules are dirty in what a crash keeps.
-  EXPECT_EQ(journal_->Durable("b"), Granules({{0, 3}}));
+  // Before the data may move, the granules are dirty in what a crash keeps:
+  // the whole intent chunk around them.
+  EXPECT_EQ(journal_->Durable("b"), Granules({{0, kChunk}}));
   EXPECT_EQ(journal_->syncs(), syncs + 1);
   ASSERT_OK(b_->AfterChange(r, Status::OK()));
   Change(0, 3 * k4K);
   Change(k4K, 1);
-  EXPECT_EQ(journal_->syncs(), syncs + 1);  // durable already: no sync
   Change(10 * k4K, 1);
+  EXPECT_EQ(journal_->syncs(), syncs + 1);  // durable already: no sync
+  Change(kChunk * k4K + 5, 1);              // the next chunk
   EXPECT_EQ(journal_->syncs(), syncs + 2);
-  EXPECT_EQ(journal_->Durable("b"), Granules({{0, 3}, {10, 11}}));
+  EXPECT_EQ(journal_->Durable("b"), Granules({{0, 2 * kChunk}}));
+  // The live bits stay exact.
+  BitmapInfo info;
+  ASSERT_OK(b_->Query("b", &info));
+  EXPECT_EQ(info.dirty_granules, 5u);  // 0, 1, 2, 10, kChunk
 }
 
 TEST_F(PersistentBitmapsTest, ADisabledBitmapLogsNoIntents) {
@@ -120,7 +128,7 @@ TEST_F(PersistentBitmapsTest, ADisabledBitmapLogsNoIntents) {
   EXPECT_EQ(journal_->DurableBitmaps().begin()->second.flags & metadata::BitmapRecord::kRecording,
             metadata::BitmapRecord::kRecording);
   Change(0, 1);
-  EXPECT_EQ(journal_->Durable("b"), Granules({{0, 1}}));
+  EXPECT_EQ(journal_->Durable("b"), Granules({{0, kChunk}}));
 }
 
 TEST_F(PersistentBitmapsTest, CutFreezesTheDurableSetAndTheNewInstanceShrinksToItsLiveBits) {
@@ -128,13 +136,13 @@ TEST_F(PersistentBitmapsTest, CutFreezesTheDurableSetAndTheNewInstanceShrinksToI
   Change(0, 1);
   Change(5 * k4K, 1);
   ASSERT_OK(b_->Cut("live", "frozen"));
-  EXPECT_EQ(journal_->Durable("frozen"), Granules({{0, 1}, {5, 6}}));
+  EXPECT_EQ(journal_->Durable("frozen"), Granules({{0, kChunk}}));  // the intents it logged
   // No request was in flight across the cut: the new instance is clean, in
   // memory and on disk.
   EXPECT_TRUE(journal_->Durable("live").empty());
   Change(9 * k4K, 1);
-  EXPECT_EQ(journal_->Durable("live"), Granules({{9, 10}}));
-  EXPECT_EQ(journal_->Durable("frozen"), Granules({{0, 1}, {5, 6}}));
+  EXPECT_EQ(journal_->Durable("live"), Granules({{0, kChunk}}));
+  EXPECT_EQ(journal_->Durable("frozen"), Granules({{0, kChunk}}));
   // Two instances, distinct ids; the frozen one no longer records.
   auto bitmaps = journal_->DurableBitmaps();
   ASSERT_EQ(bitmaps.size(), 2u);
@@ -152,11 +160,13 @@ TEST_F(PersistentBitmapsTest, ClearShrinksTheDurableSetAndMergeAddsToIt) {
   ASSERT_OK(b_->Clear("a"));
   EXPECT_TRUE(journal_->Durable("a").empty());
   Change(2 * k4K, 1);
-  EXPECT_EQ(journal_->Durable("a"), Granules({{2, 3}}));
+  EXPECT_EQ(journal_->Durable("a"), Granules({{0, kChunk}}));
+  ASSERT_OK(b_->Disable("a"));
   ASSERT_OK(b_->Enable("m"));
-  Change(7 * k4K, 1);
-  ASSERT_OK(b_->Merge({"m"}, "a"));
-  EXPECT_EQ(journal_->Durable("a"), Granules({{2, 3}, {7, 8}}));
+  Change(3 * kChunk * k4K, 1);  // marks m only
+  EXPECT_EQ(journal_->Durable("a"), Granules({{0, kChunk}}));
+  ASSERT_OK(b_->Merge({"m"}, "a"));  // logs a's exact bits
+  EXPECT_EQ(journal_->Durable("a"), Granules({{0, kChunk}, {3 * kChunk, 3 * kChunk + 1}}));
 }
 
 TEST_F(PersistentBitmapsTest, RestoreBringsBackBitsFlagsAndIds) {
