@@ -40,7 +40,7 @@
 // granule it touches is dirty in the *durable* state of every persistent
 // bitmap that records it. Each keeps a second bit set, `durable`, of the
 // granules a committed record marks. BeforeChange marks the live bits,
-// then (after a seq_cst fence) tests `durable`; only for a granule not in
+// then (ordered through one atomic read-modify-write) tests `durable`; only for a granule not in
 // it does the request append a BitmapDirty record - for the whole intent
 // chunk around it (kIntentBytes) - and wait for one group commit
 // (concurrent first writes share it). So an intent chunk pays one commit
@@ -53,7 +53,8 @@
 // period is over, the new instance's durable set shrinks to exactly its
 // live bits (a BitmapDirty with replace), which is safe because requests
 // mark before they test and the shrink clears before it reads (the
-// fences make one of the two see the other). A clear shrinks the same way.
+// shared read-modify-write makes one of the two see the other). A clear
+// shrinks the same way.
 // Every intent a request appends goes to the persistent bitmaps in its
 // View that still exist and to every one recording now, under journal_mu_,
 // so that one appended after a cut's records still reaches the new
@@ -257,6 +258,9 @@ class VolumeBitmaps : public RequestObserver {
   Mutex journal_mu_;
   std::map<uint64_t, std::shared_ptr<Persisted>> existing_ GUARDED_BY(journal_mu_);
   std::set<uint64_t> recording_ GUARDED_BY(journal_mu_);
+  // Orders a request's mark-then-test against a shrink's clear-then-read
+  // (volume_bitmaps_persist.cc).
+  alignas(64) std::atomic<uint64_t> order_{0};
 
   // A grace period sleeps here until its readers have left.
   Mutex wait_mu_;

@@ -78,8 +78,11 @@ Status VolumeBitmaps::LogLocked(const std::string& records) {
 
 Status VolumeBitmaps::MakeDurable(const View& view, const ChangeRequest& request) {
   // Marked before tested: a shrink that clears `durable` and then reads the
-  // live bits sees this request's marks, or this test sees the clear.
-  std::atomic_thread_fence(std::memory_order_seq_cst);
+  // live bits sees this request's marks, or this test sees the clear. Both
+  // sides order through one read-modify-write of order_ (rather than a
+  // fence, which TSan cannot follow): whichever comes second sees what the
+  // other did before its own.
+  order_.fetch_add(1, std::memory_order_acq_rel);
   if (std::all_of(view.persisted.begin(), view.persisted.end(), [&](const std::shared_ptr<Persisted>& p) {
         return p->durable.Covers(request.offset, request.length);
       })) {
@@ -135,7 +138,7 @@ Status VolumeBitmaps::ShrinkDurableLocked(Persisted& p, const DirtyBitmap& bits)
     // that found its granule durable has marked it where this reads.
     p.durable.Clear();
     ++p.shrinks;
-    std::atomic_thread_fence(std::memory_order_seq_cst);
+    order_.fetch_add(1, std::memory_order_acq_rel);  // see MakeDurable
     exact = GranulesOf(bits);
     std::string records;
     metadata::AppendBitmapDirty(&records, {journal_->volume_id(), p.id, /*replace=*/true, exact});
