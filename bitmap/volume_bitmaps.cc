@@ -139,19 +139,7 @@ Status VolumeBitmaps::Merge(const std::vector<std::string>& sources, std::string
   // Nothing below can fail, but for the log of a persistent target.
   for (const DirtyBitmap* src : from) dst->bits->Merge(*src);
   if (!dst->persisted) return Status::OK();
-  // The target's whole dirty set, added: idempotent, and what it holds now.
-  std::string records;
-  boost::icl::interval_set<uint64_t> dirty = dst->bits->DirtyRanges();
-  metadata::BitmapDirtyRecord r{journal_->volume_id(), dst->persisted->id, false, {}};
-  for (const auto& range : dirty) {
-    uint64_t g = dst->bits->granularity();
-    uint64_t first = boost::icl::first(range) / g, last = (boost::icl::last(range)) / g;
-    r.ranges.emplace_back(first, last - first + 1);
-  }
-  metadata::AppendBitmapDirty(&records, r);
-  THINSIM_RETURN_IF_ERROR(LogLocked(records));
-  dst->persisted->durable.Merge(*dst->bits);
-  return Status::OK();
+  return LogMergedLocked(*dst);
 }
 
 Status VolumeBitmaps::Cut(std::string_view name, std::string_view into) {

@@ -230,6 +230,8 @@ class VolumeBitmaps : public RequestObserver {
   // p's durable set becomes exactly `bits` (a cut's or clear's fresh live
   // bits, after the grace period).
   Status ShrinkDurableLocked(Persisted& p, const DirtyBitmap& bits) REQUIRES(mu_) EXCLUDES(journal_mu_);
+  // Logs a persistent merge target's whole dirty set after a merge.
+  Status LogMergedLocked(Entry& dst) REQUIRES(mu_) EXCLUDES(journal_mu_);
   Status RefusePersistent() const;
   Status RefuseInconsistent(std::string_view name, const Entry& e) const;
   metadata::BitmapRecord RecordOf(const std::string& name, const Entry& e) const;

@@ -76,6 +76,15 @@ Status VolumeBitmaps::LogLocked(const std::string& records) {
   return journal_->Sync();
 }
 
+Status VolumeBitmaps::LogMergedLocked(Entry& dst) {
+  // The target's whole dirty set, added: idempotent, and what it holds now.
+  std::string records;
+  metadata::AppendBitmapDirty(&records, {journal_->volume_id(), dst.persisted->id, false, GranulesOf(*dst.bits)});
+  THINSIM_RETURN_IF_ERROR(LogLocked(records));
+  dst.persisted->durable.Merge(*dst.bits);
+  return Status::OK();
+}
+
 Status VolumeBitmaps::MakeDurable(const View& view, const ChangeRequest& request) {
   // Marked before tested: a shrink that clears `durable` and then reads the
   // live bits sees this request's marks, or this test sees the clear. Both
