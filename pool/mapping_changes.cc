@@ -44,7 +44,12 @@ void Pool::UnmapLocked(Volume& v, vblock_t vb) {
   NoteChunkLocked(v, vb);
   --v.nr_mapped;
   if (was_exclusive) --v.nr_exclusive;
+#ifndef THINSIM_PLANTED_BUG_PROVISIONED_COUNT  // the planted bug: see THINSIM_PLANTED_BUG in CMakeLists.txt
   if (e.provisioned) --v.nr_provisioned;
+#endif
+#ifdef THINSIM_PLANTED_BUG_REFCOUNT_LEAK
+  if (!was_exclusive) return;  // the planted bug: see THINSIM_PLANTED_BUG in CMakeLists.txt
+#endif
   DropBlockRefLocked(v.family, vb, e.dblock);
 }
 

@@ -75,6 +75,9 @@ void Pool::PlanLocked(const Volume& v, vblock_t vb, uint32_t off, uint32_t len, 
       st.write_data = true;
       st.kind = exclusive ? Step::kInPlace : mapped ? Step::kBreak : Step::kFresh;
       st.copy_old = st.kind == Step::kBreak && !full;
+#ifdef THINSIM_PLANTED_BUG_COW_NO_COPY
+      st.copy_old = false;  // the planted bug: see THINSIM_PLANTED_BUG in CMakeLists.txt
+#endif
       break;
     case Intent::kProvision:
     case Intent::kProvisionZero:

@@ -45,6 +45,10 @@ class Reservations {
   // need(b) for a block with these owners and guarantors.
   static int64_t Need(uint64_t owners, uint64_t guarantors) {
     if (guarantors == 0) return 0;
+#ifdef THINSIM_PLANTED_BUG_RESERVE_NEED
+    (void)owners;
+    return guarantors - 1;  // the planted bug: see THINSIM_PLANTED_BUG in CMakeLists.txt
+#endif
     return owners > guarantors ? guarantors : guarantors - 1;
   }
 
