@@ -58,11 +58,9 @@ Status BitmapRegistry::AttachLocked(std::string_view volume, const VolumeInfo& i
   }
   auto set = std::make_shared<VolumeBitmaps>(std::string(volume), info.size, std::move(journal));
   for (const auto& [id, image] : images) THINSIM_RETURN_IF_ERROR(set->Restore(id, image));
+  // The attach tells the set the volume's size at that point in time
+  // (VolumeSize), so a resize since QueryVolume is not missed.
   THINSIM_RETURN_IF_ERROR(pool_->AttachObserver(volume, set));
-  // A resize between QueryVolume and the attach would leave the size stale;
-  // under the attach's gate none can run, so read it again now.
-  VolumeInfo now;
-  if (pool_->QueryVolume(volume, &now).ok() && now.size != set->size()) set->Resize(now.size);
   sets_.emplace(std::string(volume), set);
   *out = std::move(set);
   return Status::OK();
@@ -82,11 +80,6 @@ Status BitmapRegistry::LoadPersistent() {
   return Status::OK();
 }
 
-bool BitmapRegistry::HasPersistent(std::string_view volume) {
-  std::shared_ptr<VolumeBitmaps> set;
-  return Get(volume, /*create=*/false, &set).ok() && set && set->HasPersistent();
-}
-
 void BitmapRegistry::ReleaseIfEmpty(std::string_view volume) {
   MutexLock lock(&mu_);
   auto it = sets_.find(volume);
@@ -100,11 +93,6 @@ std::vector<std::pair<std::string, std::shared_ptr<VolumeBitmaps>>> BitmapRegist
   MutexLock lock(&mu_);
   PruneLocked();
   return {sets_.begin(), sets_.end()};
-}
-
-void BitmapRegistry::Resized(std::string_view volume, uint64_t size) {
-  std::shared_ptr<VolumeBitmaps> set;
-  if (Get(volume, /*create=*/false, &set).ok() && set) set->Resize(size);
 }
 
 }  // namespace thinsim

@@ -45,10 +45,6 @@ class BitmapRegistry {
   // them to their volumes. Called once, after the pool opened and before
   // it serves requests.
   Status LoadPersistent() EXCLUDES(mu_);
-  // Whether volume `volume` has a persistent bitmap (its resize is refused).
-  bool HasPersistent(std::string_view volume) EXCLUDES(mu_);
-  // Follows a volume resize (the volume's new size).
-  void Resized(std::string_view volume, uint64_t size) EXCLUDES(mu_);
 
  private:
   // Drops entries whose volume is gone. REQUIRES: mu_.

@@ -241,6 +241,7 @@ void VolumeBitmaps::Resize(uint64_t new_size) {
     auto fresh = std::make_unique<DirtyBitmap>(new_size, e.bits->granularity());
     DirtyBitmap* now = fresh.get();
     old.emplace_back(now, std::exchange(e.bits, std::move(fresh)));
+    if (e.persisted) ResizeDurableLocked(e, new_size);
   }
   size_ = new_size;
   PublishLocked();

@@ -58,8 +58,9 @@
 // Every intent a request appends goes to the persistent bitmaps in its
 // View that still exist and to every one recording now, under journal_mu_,
 // so that one appended after a cut's records still reaches the new
-// instance. Resizing a volume with persistent bitmaps is refused
-// (HasPersistent) until their durable sets can follow.
+// instance. A resize reshapes each durable set with the live bits, at the
+// resize's point in time (VolumeSize, no request in flight): the pool's
+// resize record does the same to the records' state (docs/format.md).
 //
 // Busy: a bitmap in use by a job (SetBusy) refuses Remove, Clear, Enable,
 // Disable, Cut and being the target of Merge, with a Busy error naming it;
@@ -142,8 +143,6 @@ class VolumeBitmaps : public RequestObserver {
   // Rebuilds persistent bitmap `id` as the pool's files hold it (after an
   // open), before any request is observed. Invalid for a bad image.
   Status Restore(uint64_t id, const metadata::BitmapImage& image) EXCLUDES(mu_);
-  // Whether any bitmap is persistent.
-  bool HasPersistent() const EXCLUDES(mu_);
   // Marks a bitmap as in use by a job (or no longer).
   Status SetBusy(std::string_view name, bool busy) EXCLUDES(mu_);
 
@@ -158,11 +157,15 @@ class VolumeBitmaps : public RequestObserver {
 
   // Follows a volume resize: every bitmap drops its tail or marks the grown
   // range (DirtyBitmap::Resize). Requests in flight meanwhile are kept.
+  // REQUIRES: with persistent bitmaps, no request in flight (their intents
+  // are cut to the volume's geometry): Pool::ResizeVolume calls it through
+  // VolumeSize with the volume's io_gate held exclusively.
   void Resize(uint64_t new_size) EXCLUDES(mu_);
   uint64_t size() const EXCLUDES(mu_);
 
   Status BeforeChange(const ChangeRequest& request) override;
   Status AfterChange(const ChangeRequest& request, const Status& result) override;
+  void VolumeSize(uint64_t size) override { Resize(size); }
 
   // For tests: the current epoch (a grace period has begun once it moves).
   uint64_t TEST_epoch() const { return epoch_.load(std::memory_order_seq_cst); }
@@ -230,6 +233,8 @@ class VolumeBitmaps : public RequestObserver {
   // p's durable set becomes exactly `bits` (a cut's or clear's fresh live
   // bits, after the grace period).
   Status ShrinkDurableLocked(Persisted& p, const DirtyBitmap& bits) REQUIRES(mu_) EXCLUDES(journal_mu_);
+  // e's durable set follows a resize to `new_size` (a new instance object).
+  void ResizeDurableLocked(Entry& e, uint64_t new_size) REQUIRES(mu_) EXCLUDES(journal_mu_);
   // Logs a persistent merge target's whole dirty set after a merge.
   Status LogMergedLocked(Entry& dst) REQUIRES(mu_) EXCLUDES(journal_mu_);
   Status RefusePersistent() const;

@@ -158,6 +158,21 @@ Status VolumeBitmaps::ShrinkDurableLocked(Persisted& p, const DirtyBitmap& bits)
   return Status::OK();
 }
 
+void VolumeBitmaps::ResizeDurableLocked(Entry& e, uint64_t new_size) {
+  // A new instance object of the new geometry under the same id (a View
+  // holds the old one until it is replaced). It keeps what was durable and
+  // claims nothing of a grown range: the pool's resize record marks that
+  // range dirty in replay (metadata::ResizeBitmapImages) but may not be
+  // committed yet, and a set that claims more than the journal holds would
+  // let a write skip its intent. The first write there logs one instead.
+  auto resized = std::make_shared<Persisted>(e.persisted->id, new_size, e.bits->granularity());
+  MutexLock j(&journal_mu_);
+  resized->durable.Merge(e.persisted->durable);
+  resized->shrinks = e.persisted->shrinks;
+  if (existing_.count(resized->id) != 0) existing_[resized->id] = resized;
+  e.persisted = std::move(resized);
+}
+
 Status VolumeBitmaps::Restore(uint64_t id, const metadata::BitmapImage& image) {
   MutexLock lock(&mu_);
   THINSIM_RETURN_IF_ERROR(RefusePersistent());
@@ -180,11 +195,6 @@ Status VolumeBitmaps::Restore(uint64_t id, const metadata::BitmapImage& image) {
   entries_.emplace(image.name, std::move(e));
   PublishLocked();
   return Status::OK();
-}
-
-bool VolumeBitmaps::HasPersistent() const {
-  MutexLock lock(&mu_);
-  return std::any_of(entries_.begin(), entries_.end(), [](const auto& kv) { return kv.second.persisted != nullptr; });
 }
 
 }  // namespace thinsim

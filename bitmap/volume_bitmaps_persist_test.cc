@@ -13,6 +13,7 @@
 
 #include "base/status_test_util.h"
 #include "bitmap/volume_bitmaps.h"
+#include "metadata/image.h"
 #include "metadata/records.h"
 
 namespace thinsim {
@@ -64,6 +65,13 @@ class ImageJournal final : public BitmapJournal {
   int syncs() {
     std::lock_guard lock(mu_);
     return syncs_;
+  }
+  // The pool resizes the volume: its record, logged, reshapes the bitmaps as
+  // replay will (durable at the next Sync, like any record).
+  void LogResize(uint64_t size) {
+    std::lock_guard lock(mu_);
+    metadata::ResizeBitmapImages(&logged_.bitmaps, logged_.attrs.size, size);
+    logged_.attrs.size = size;
   }
 
  private:
@@ -117,6 +125,39 @@ TEST_F(PersistentBitmapsTest, FirstWriteToACleanGranulePaysOneSyncAndLaterOnesNo
   BitmapInfo info;
   ASSERT_OK(b_->Query("b", &info));
   EXPECT_EQ(info.dirty_granules, 5u);  // 0, 1, 2, 10, kChunk
+}
+
+TEST_F(PersistentBitmapsTest, ResizeReshapesTheDurableSetWithoutClaimingTheGrownRange) {
+  ASSERT_OK(b_->Add("b", k4K, true, false));
+  Change(kSize - 1, 1);  // the last granule: its intent chunk is durable
+  const uint64_t last = kSize / k4K - 1;
+  ASSERT_EQ(journal_->Durable("b"), Granules({{last + 1 - kChunk, last + 1}}));
+  // Grow by 10 granules and a half: the grown range is dirty live at once.
+  const uint64_t grown = kSize + 10 * k4K + k4K / 2;
+  journal_->LogResize(grown);
+  b_->Resize(grown);
+  BitmapInfo info;
+  ASSERT_OK(b_->Query("b", &info));
+  EXPECT_EQ(info.dirty_granules, 1u + 11u);
+  // The resize's record may not be durable yet, so the durable set claims
+  // nothing past the old end: the first write there logs an intent (and
+  // with that Sync the resize's record is durable too).
+  int syncs = journal_->syncs();
+  Change(kSize + k4K, 1);
+  EXPECT_EQ(journal_->syncs(), syncs + 1);
+  EXPECT_EQ(journal_->Durable("b"), Granules({{last + 1 - kChunk, last + 12}}));
+  Change(kSize + 2 * k4K, 1);
+  EXPECT_EQ(journal_->syncs(), syncs + 1);  // durable now
+  // A shrink drops the tail in both; what stays durable needs no intent.
+  journal_->LogResize(kSize / 2);
+  b_->Resize(kSize / 2);
+  ASSERT_OK(b_->Query("b", &info));
+  EXPECT_EQ(info.dirty_granules, 0u);
+  Change(kSize / 2 - 1, 1);  // nothing in the first half was durable: an intent
+  EXPECT_EQ(journal_->syncs(), syncs + 2);
+  ASSERT_OK(journal_->Sync());
+  const uint64_t half = kSize / 2 / k4K;
+  EXPECT_EQ(journal_->Durable("b"), Granules({{half - kChunk, half}}));
 }
 
 TEST_F(PersistentBitmapsTest, ADisabledBitmapLogsNoIntents) {

@@ -28,7 +28,8 @@ Status ApplyPool(Image* image, PoolRecord r) {
   return Status::OK();
 }
 
-// Creates the volume, or updates it; a shrink drops the chunks past the end.
+// Creates the volume, or updates it; a shrink drops the chunks past the end,
+// and a size change reshapes its bitmaps.
 Status ApplyVolume(Image* image, VolumeRecord r) {
   auto it = image->volumes.find(r.id);
   if (it == image->volumes.end()) {
@@ -37,9 +38,7 @@ Status ApplyVolume(Image* image, VolumeRecord r) {
   }
   auto& chunks = it->second.chunks;
   chunks.erase(chunks.lower_bound(ChunkSlots(r.size, image->block_size)), chunks.end());
-  for (auto& [bitmap_id, b] : it->second.bitmaps) {
-    b.dirty -= boost::icl::interval<uint64_t>::right_open(GranuleCount(r.size, b.granularity), UINT64_MAX);
-  }
+  ResizeBitmapImages(&it->second.bitmaps, it->second.attrs.size, r.size);
   it->second.attrs = std::move(r);
   return Status::OK();
 }
@@ -225,6 +224,15 @@ Status Image::Apply(std::string_view payload) {
       return ApplyBitmapRecordToItsVolume(payload);
   }
   return RecordCorruption("unknown record type " + std::to_string(static_cast<int>(type)));
+}
+
+void ResizeBitmapImages(std::map<uint64_t, BitmapImage>* bitmaps, uint64_t old_size, uint64_t new_size) {
+  using Interval = boost::icl::interval<uint64_t>;
+  for (auto& [id, b] : *bitmaps) {
+    const uint64_t end = GranuleCount(new_size, b.granularity);
+    if (new_size < old_size) b.dirty -= Interval::right_open(end, UINT64_MAX);
+    if (new_size > old_size) b.dirty += Interval::right_open(old_size / b.granularity, end);
+  }
 }
 
 void AppendBitmapImages(std::string* out, uint64_t volume_id, const std::map<uint64_t, BitmapImage>& bitmaps) {

@@ -85,6 +85,13 @@ struct Image {
 // bitmaps' durable state so, record by record, as it logs them.
 Status ApplyBitmapRecord(std::string_view payload, VolumeImage* volume);
 
+// What a volume's size change does to its bitmaps, the same in replay and in
+// the live pool: a shrink drops the granules past the new end; a grow marks
+// dirty every granule from the one holding the old end to the new end (the
+// bytes there were not in the volume at the last cut, so a backup must copy
+// them), as a live bitmap does (DirtyBitmap::Resize).
+void ResizeBitmapImages(std::map<uint64_t, BitmapImage>* bitmaps, uint64_t old_size, uint64_t new_size);
+
 // Appends volume `volume_id`'s bitmaps as a checkpoint holds them: each
 // one's Bitmap record and one BitmapDirty (replace 0).
 void AppendBitmapImages(std::string* out, uint64_t volume_id, const std::map<uint64_t, BitmapImage>& bitmaps);

@@ -292,6 +292,20 @@ TEST_F(ImageTest, ShrinkDropsBitmapGranulesPastTheEndAndSnapshotsHaveNoBitmaps) 
   EXPECT_EQ(image_.volumes.at(1).bitmaps.size(), 1u);
 }
 
+TEST_F(ImageTest, GrowMarksBitmapGranulesFromTheOldEndOn) {
+  ASSERT_TRUE(ApplyVolume(&image_, Vol(1, "vol", 10 * 65536 + 100)).ok());  // 11 granules, the last partial
+  ASSERT_TRUE(ApplyBitmap(&image_, BitmapRecord{1, 1, "b", 65536, BitmapRecord::kRecording}).ok());
+  ASSERT_TRUE(ApplyDirty(&image_, BitmapDirtyRecord{1, 1, false, {{2, 1}}}).ok());
+  // The old partial granule (10) and every new one are dirty: the bytes
+  // from the old end on were not in the volume at the last cut.
+  ASSERT_TRUE(ApplyVolume(&image_, Vol(1, "vol", 14 * 65536)).ok());
+  EXPECT_EQ(Dirty(image_, 1), (Runs{{2, 1}, {10, 4}}));
+  // A record that keeps the size (a strategy change, a pin) changes nothing.
+  ASSERT_TRUE(ApplyDirty(&image_, BitmapDirtyRecord{1, 1, true, {{0, 1}}}).ok());
+  ASSERT_TRUE(ApplyVolume(&image_, Vol(1, "vol", 14 * 65536)).ok());
+  EXPECT_EQ(Dirty(image_, 1), (Runs{{0, 1}}));
+}
+
 TEST_F(ImageTest, BadBitmapRecordsAreCorruption) {
   ASSERT_TRUE(ApplyBitmap(&image_, BitmapRecord{1, 1, "b", 4096, 0}).ok());
   auto message = [](const Status& s) { return s.code() == ErrorCode::kCorruption ? s.message() : s.ToString(); };

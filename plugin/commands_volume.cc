@@ -89,12 +89,9 @@ Status VolumeResize(const CommandCall& c) {
   uint64_t size;
   THINSIM_RETURN_IF_ERROR(a.String("name", &name));
   THINSIM_RETURN_IF_ERROR(a.Size("size", &size));
-  if (c.bitmaps != nullptr && c.bitmaps->HasPersistent(name)) {
-    return Status::Unsupported("volume '" + name + "' has persistent bitmaps, which cannot follow a resize yet: "
-                               "remove them (thinsim bitmap remove) before resizing");
-  }
+  // Bits follow resizes (SPEC 12): the pool tells the volume's bitmaps
+  // (RequestObserver::VolumeResized).
   THINSIM_RETURN_IF_ERROR(c.pool->ResizeVolume(name, size));
-  if (c.bitmaps != nullptr) c.bitmaps->Resized(name, size);  // bits follow resizes (SPEC 12)
   return VolumeResult(c, name);
 }
 

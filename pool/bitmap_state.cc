@@ -2,9 +2,6 @@
 // decides what to log and when to wait for it (bitmap/volume_bitmaps.h);
 // the pool only carries the records in its transactions and keeps what
 // they add up to, so that a checkpoint can write it out again.
-#include <algorithm>
-
-#include "base/sizes.h"
 #include "pool/pool.h"
 #include "pool/volume.h"
 
@@ -44,13 +41,11 @@ Status Pool::PersistentBitmaps(std::string_view name, uint64_t* volume_id,
   return Status::OK();
 }
 
-void Pool::TrimBitmapsLocked(Volume& v) {
-  // As replaying the volume's record does (metadata/image.h): a shrink
-  // drops the granules past the new end.
-  for (auto& [id, b] : v.bitmaps) {
-    uint64_t granules = GranuleCount(v.size, b.granularity);
-    b.dirty -= boost::icl::interval<uint64_t>::right_open(granules, UINT64_MAX);
-  }
+void Pool::SetSizeAndBitmapsLocked(Volume& v, uint64_t size) {
+  // As replaying the volume's record will (metadata/image.h), so that the
+  // next checkpoint writes what the journal adds up to.
+  metadata::ResizeBitmapImages(&v.bitmaps, v.size, size);
+  v.size = size;
 }
 
 }  // namespace thinsim

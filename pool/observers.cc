@@ -35,6 +35,12 @@ Status Pool::AttachObserver(std::string_view name, std::shared_ptr<RequestObserv
   // the observer is in place. Reads do not take the gate.
   std::unique_lock gate(v->io_gate);
   if (v->deleted) return Status::NotFound("volume '" + v->name + "' was deleted");
+  uint64_t size;
+  {
+    ReaderLock lock(&meta_mu_);
+    size = v->size;  // stands still: a resize holds the gate
+  }
+  observer->VolumeSize(size);
   v->observers.push_back(std::move(observer));
   return Status::OK();
 }

@@ -311,36 +311,42 @@ Status Pool::ResizeVolume(std::string_view name, uint64_t size) {
     if (found == nullptr) return Status::NotFound("no volume named '" + std::string(name) + "'");
     v = volumes_.at(found->id);
   }
-  // No write of this volume runs while it moves its end.
+  // No write of this volume runs while it moves its end, nor until its
+  // observers follow it.
   std::unique_lock gate(v->io_gate);
+  THINSIM_RETURN_IF_ERROR(ResizeGated(*v, size));
+  for (const auto& observer : v->observers) observer->VolumeSize(size);
+  return Status::OK();
+}
+
+Status Pool::ResizeGated(Volume& v, uint64_t size) {
   uint64_t old_size;
   {
     WriterLock lock(&meta_mu_);
-    THINSIM_RETURN_IF_ERROR(RefuseResizeLocked(*v, size));
-    old_size = v->size;
-    if (size <= old_size || old_size % block_size_ == 0) return SetSizeLocked(*v, size);
+    THINSIM_RETURN_IF_ERROR(RefuseResizeLocked(v, size));
+    old_size = v.size;
+    if (size <= old_size || old_size % block_size_ == 0) return SetSizeLocked(v, size);
     // The vblocks past the old end are claimed (and, if guaranteed,
     // reserved) first, so that nothing can fail once the tail is zeroed.
-    THINSIM_RETURN_IF_ERROR(ResizeMapLocked(*v, BlocksFor(size, block_size_)));
+    THINSIM_RETURN_IF_ERROR(ResizeMapLocked(v, BlocksFor(size, block_size_)));
   }
   // The old last block's tail may hold bytes from before an earlier shrink;
   // they must read as zero once they are inside the volume again. The zero
   // may need a block (the tail block may be shared); if it cannot get one,
   // the claim is undone and nothing has changed.
   const uint64_t tail_end = std::min<uint64_t>(size, BlocksFor(old_size, block_size_) * block_size_);
-  Status zeroed = ApplyRange(*v, tail_end - old_size, old_size, Intent::kZeroData, nullptr,
+  Status zeroed = ApplyRange(v, tail_end - old_size, old_size, Intent::kZeroData, nullptr,
                              /*fast=*/false, /*gated=*/false);
   WriterLock lock(&meta_mu_);
-  if (volumes_.count(v->id) == 0) return Status::NotFound("no volume named '" + std::string(name) + "'");
+  if (volumes_.count(v.id) == 0) return Status::NotFound("no volume named '" + v.name + "'");
   if (!zeroed.ok()) {
-    Status undone = ResizeMapLocked(*v, BlocksFor(old_size, block_size_));
+    Status undone = ResizeMapLocked(v, BlocksFor(old_size, block_size_));
     assert(undone.ok());  // giving back vblocks that hold no block always fits
     (void)undone;
     return zeroed;
   }
-  v->size = size;
-  TrimBitmapsLocked(*v);  // a grow: nothing to trim, but one rule for every size change
-  NoteVolumeLocked(*v);
+  SetSizeAndBitmapsLocked(v, size);
+  NoteVolumeLocked(v);
   return Status::OK();
 }
 
@@ -372,8 +378,7 @@ Status Pool::ResizeMapLocked(Volume& v, vblock_t new_blocks) {
 
 Status Pool::SetSizeLocked(Volume& v, uint64_t size) {
   THINSIM_RETURN_IF_ERROR(ResizeMapLocked(v, BlocksFor(size, block_size_)));
-  v.size = size;
-  TrimBitmapsLocked(v);
+  SetSizeAndBitmapsLocked(v, size);
   NoteVolumeLocked(v);
   return Status::OK();
 }

@@ -191,7 +191,8 @@ class Pool {
   // survive; blocks only it mapped are freed.
   Status DeleteVolume(std::string_view name);
   // Shrinking unmaps the tail and fails with Busy while connections are
-  // open; growing is allowed online.
+  // open; growing is allowed online. The volume's observers follow the new
+  // size (RequestObserver::VolumeSize) at the same point in time.
   Status ResizeVolume(std::string_view name, uint64_t size);
   // All-or-nothing across the requests.
   Status CreateSnapshots(const std::vector<SnapshotRequest>& requests, bool read_only);
@@ -348,8 +349,8 @@ class Pool {
   void EncodeChunkLocked(uint64_t volume_id, size_t index, std::string* out) const REQUIRES_SHARED(meta_mu_);
   void EncodeCheckpointLocked(std::string* out) const REQUIRES_SHARED(meta_mu_);
   void ImageOfLocked(const Volume* v, metadata::VolumeImage* out) const REQUIRES_SHARED(meta_mu_);
-  // After v.size changed: its bitmaps' durable state follows (bitmap_state.cc).
-  void TrimBitmapsLocked(Volume& v) REQUIRES(meta_mu_);
+  // Sets v.size; its bitmaps' durable state follows (bitmap_state.cc).
+  void SetSizeAndBitmapsLocked(Volume& v, uint64_t size) REQUIRES(meta_mu_);
   // Commits with every pool lock held across the syncs: for a checkpoint,
   // which must see the state stand still, and for an allocation that needs
   // the blocks the transaction freed.
@@ -427,6 +428,8 @@ class Pool {
   // Activation changes; REQUIRES: meta_mu_ exclusive.
   Status SetActiveStateLocked(Volume& v, bool pinned, uint32_t writable_connections) REQUIRES(meta_mu_);
   // ---- Resize (pool.cc) ----
+  // ResizeVolume's work. REQUIRES: v's io_gate held exclusively.
+  Status ResizeGated(Volume& v, uint64_t size) EXCLUDES(meta_mu_);
   // Why `v` may not be resized to `size` now, or OK. REQUIRES: meta_mu_.
   Status RefuseResizeLocked(const Volume& v, uint64_t size) const REQUIRES_SHARED(meta_mu_);
   // Gives v's map `new_blocks` vblocks: admits and reserves what a

@@ -29,6 +29,13 @@
 // An observer must not write to its volume or attach or detach observers
 // from these calls: it would wait for itself.
 //
+// A third call, VolumeSize, tells an observer the volume's size: when it is
+// attached and after every resize, with the volume's io_gate held
+// exclusively - no request is in flight, and none starts before it
+// returns - so state sized by the volume (a dirty bitmap) follows a resize
+// at its point in time, and no request sees the new end before its
+// observers do.
+//
 // Thread safety: an observer is called from many request threads at once
 // (on disjoint ranges of one volume) and must be thread-safe.
 #ifndef THINSIM_POOL_REQUEST_OBSERVER_H_
@@ -58,6 +65,9 @@ class RequestObserver {
   virtual ~RequestObserver() = default;
   virtual Status BeforeChange(const ChangeRequest& request) = 0;
   virtual Status AfterChange(const ChangeRequest& request, const Status& result) = 0;
+  // The volume is `size` bytes long (see above). Cannot fail: a resize has
+  // happened by then.
+  virtual void VolumeSize(uint64_t size) { (void)size; }
 };
 
 }  // namespace thinsim

@@ -48,9 +48,17 @@ class RecordingObserver : public RequestObserver {
     Record(r, true, result.code());
     return fail_after;
   }
+  void VolumeSize(uint64_t size) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    sizes_.push_back(size);
+  }
   std::vector<Seen> seen() {
     std::lock_guard<std::mutex> lock(mu_);
     return seen_;
+  }
+  std::vector<uint64_t> sizes() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return sizes_;
   }
 
   Status refuse_before;
@@ -67,6 +75,7 @@ class RecordingObserver : public RequestObserver {
   }
   std::mutex mu_;
   std::vector<Seen> seen_;
+  std::vector<uint64_t> sizes_;
 };
 
 class RequestObserverTest : public ::testing::Test {
@@ -177,6 +186,20 @@ TEST_F(RequestObserverTest, AFailureAfterFailsTheRequestWithItsDataInPlace) {
   std::vector<uint8_t> got(kBS);
   ASSERT_OK(pool_->Read(*v_, got.data(), got.size(), 0));
   EXPECT_EQ(got, a);
+}
+
+TEST_F(RequestObserverTest, LearnsTheSizeWhenAttachedAndAfterEachResize) {
+  auto o = Attach();
+  EXPECT_EQ(o->sizes(), (std::vector<uint64_t>{16 * kBS}));
+  ASSERT_OK(pool_->ResizeVolume("v", 20 * kBS + 512));  // a grow with a partial last block
+  ASSERT_OK(pool_->ResizeVolume("v", 24 * kBS));        // zeroes the old partial block's tail
+  EXPECT_EQ(pool_->ResizeVolume("v", 8 * kBS).code(), ErrorCode::kBusy);  // a connection is open
+  EXPECT_EQ(o->sizes(), (std::vector<uint64_t>{16 * kBS, 20 * kBS + 512, 24 * kBS}));
+  pool_->CloseVolume(v_, true);
+  v_.reset();
+  ASSERT_OK(pool_->ResizeVolume("v", 8 * kBS));
+  EXPECT_EQ(o->sizes().back(), 8 * kBS);
+  EXPECT_TRUE(o->seen().empty());  // the tail zeroing of a grow is not a client's change
 }
 
 TEST_F(RequestObserverTest, DetachStopsObservingAndUnknownObserversAreRefused) {
