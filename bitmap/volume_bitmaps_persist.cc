@@ -86,6 +86,11 @@ Status VolumeBitmaps::LogMergedLocked(Entry& dst) {
 }
 
 Status VolumeBitmaps::MakeDurable(const View& view, const ChangeRequest& request) {
+#ifdef THINSIM_PLANTED_BUG_MISSING_INTENT
+  (void)view;
+  (void)request;
+  return Status::OK();  // the planted bug: see THINSIM_PLANTED_BUG in CMakeLists.txt
+#endif
   // Marked before tested: a shrink that clears `durable` and then reads the
   // live bits sees this request's marks, or this test sees the clear. Both
   // sides order through one read-modify-write of order_ (rather than a

@@ -11,8 +11,13 @@ a copy of only the frozen bitmap's dirty granules from the new snapshot onto
 the backup, and `cmp` of the backup against an `nbdcopy` of the snapshot.
 A second cycle runs while another connection keeps writing, and takes the
 snapshot and the cut with one `transaction`: only if both happen at one
-point in time does the copy equal the snapshot. Bitmaps live in memory, so
-the cycles do not cross server restarts yet."""
+point in time does the copy equal the snapshot.
+
+Persistent bitmaps (pool=DIR, volatile-cache=on): after every kill and
+power cut each granule whose bytes changed since the last clear is dirty;
+the backup cycle runs with crashes between its rounds; a bitmap follows
+grows and shrinks of its volume across crashes, and `thinsim check` finds
+the pool clean."""
 
 import os
 import random
