@@ -99,6 +99,11 @@ class DirtyBitmap {
   // REQUIRES: exclusive access.
   void Resize(uint64_t new_size);
 
+  // The first run of dirty granules at or after the granule holding byte
+  // `from`: its byte offset and length (clipped to size), at most
+  // `max_length` rounded up to whole granules. False when none is dirty
+  // from there on. Lock-free (a mirror job's copy loop asks it per chunk).
+  bool NextDirtyRun(uint64_t from, uint64_t max_length, uint64_t* offset, uint64_t* length) const;
   // The dirty bytes as right-open intervals, clipped to size.
   boost::icl::interval_set<uint64_t> DirtyRanges() const;
   // [offset, offset + length) clipped to size, as alternating dirty and

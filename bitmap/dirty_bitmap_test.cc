@@ -153,6 +153,26 @@ TEST(DirtyBitmapTest, MergeDifferentSizesCoversCommonBytes) {
   EXPECT_EQ(other.DirtyRanges(), Ranges({{2 * k4K, 3 * k4K}}));
 }
 
+TEST(DirtyBitmapTest, NextDirtyRunFindsRunsCappedAndClippedToSize) {
+  DirtyBitmap b(100 * k4K + 10, k4K);  // 101 granules, the last partial
+  uint64_t off = 0, len = 0;
+  EXPECT_FALSE(b.NextDirtyRun(0, UINT64_MAX, &off, &len));
+  b.Mark(5 * k4K, 3 * k4K);
+  b.Mark(100 * k4K, 1);
+  ASSERT_TRUE(b.NextDirtyRun(0, UINT64_MAX, &off, &len));
+  EXPECT_EQ(off, 5 * k4K);
+  EXPECT_EQ(len, 3 * k4K);
+  ASSERT_TRUE(b.NextDirtyRun(6 * k4K + 7, UINT64_MAX, &off, &len));  // from inside the run: its granule on
+  EXPECT_EQ(off, 6 * k4K);
+  EXPECT_EQ(len, 2 * k4K);
+  ASSERT_TRUE(b.NextDirtyRun(0, k4K + 1, &off, &len));  // capped at two granules
+  EXPECT_EQ(len, 2 * k4K);
+  ASSERT_TRUE(b.NextDirtyRun(8 * k4K, UINT64_MAX, &off, &len));
+  EXPECT_EQ(off, 100 * k4K);
+  EXPECT_EQ(len, 10u);  // the partial last granule, clipped to size
+  EXPECT_FALSE(b.NextDirtyRun(101 * k4K, UINT64_MAX, &off, &len));
+}
+
 TEST(DirtyBitmapTest, ResizeShrinkDropsTail) {
   DirtyBitmap b(1 << 20, k4K);
   b.Mark(0, 1);
