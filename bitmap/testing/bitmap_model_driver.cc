@@ -114,7 +114,9 @@ void BitmapModelDriver::ExtraStep() {
 // ---- Operations ------------------------------------------------------------------
 
 void BitmapModelDriver::Add() {
-  const std::string volume = PickBitmapVolume(3);
+  // Mostly a writable volume: requests never reach a read-only snapshot's.
+  const std::string volume =
+      Chance(3) ? kMissingVolume : PickVolumePreferring(85, [](const MVol& v) { return !v.read_only; });
   const Bitmaps* bms = ModelOf(volume);
   const uint64_t r = R(100);
   const bool exists = r < 6 && bms != nullptr;
@@ -301,7 +303,8 @@ void BitmapModelDriver::ToggleBusy() {
 void BitmapModelDriver::MarkingRequest() {
   std::vector<std::string> c;
   for (const auto& [volume, bms] : bitmaps_) {
-    if (std::any_of(bms.begin(), bms.end(), [](const auto& kv) { return kv.second.enabled; })) {
+    if (!model_.vols.at(volume).read_only &&
+        std::any_of(bms.begin(), bms.end(), [](const auto& kv) { return kv.second.enabled; })) {
       c.push_back(volume);
     }
   }
@@ -310,15 +313,34 @@ void BitmapModelDriver::MarkingRequest() {
                                 Op::kZeroNoHole, Op::kProvision, Op::kFastZeroMayTrim, Op::kFastZeroNoHole};
   const std::string volume = c[R(c.size())];
   const Op op = kOps[R(std::size(kOps))];
-  auto [off, len] = PickRange(model_.vols.at(volume).size);
+  const uint64_t size = model_.vols.at(volume).size;
+  auto [off, len] = Chance(50) ? PickGranuleEdges(volume, size) : PickRange(size);
   DataOpAt(op, volume, off, len, /*probe=*/false);
+}
+
+// Both ends one byte either side of, or on, a granule boundary of one of the
+// volume's bitmaps: where rounding to granules goes wrong first.
+std::pair<uint64_t, uint64_t> BitmapModelDriver::PickGranuleEdges(const std::string& volume, uint64_t size) {
+  const Bitmaps& bms = bitmaps_.at(volume);
+  auto it = bms.begin();
+  std::advance(it, static_cast<long>(R(bms.size())));
+  const uint64_t g = std::min(it->second.granularity, size);
+  const uint64_t granules = (size + g - 1) / g;
+  auto edge = [&](uint64_t boundary) {
+    const uint64_t at = boundary * g + R(3);  // one byte before, on, or after
+    return std::clamp<uint64_t>(at, 1, size + 1) - 1;
+  };
+  uint64_t a = edge(R(granules + 1)), b = edge(R(granules + 1));
+  if (a > b) std::swap(a, b);
+  if (a >= size) a = size - 1;
+  return {a, std::max<uint64_t>(1, std::min(b, size) - a)};
 }
 
 // ---- Choices ---------------------------------------------------------------------
 
 std::string BitmapModelDriver::PickBitmapVolume(int missing_percent) {
   if (Chance(missing_percent)) return kMissingVolume;
-  if (!bitmaps_.empty() && Chance(80)) {
+  if (!bitmaps_.empty() && Chance(90)) {
     auto it = bitmaps_.begin();
     std::advance(it, static_cast<long>(R(bitmaps_.size())));
     return it->first;

@@ -44,6 +44,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "bitmap/bitmap_registry.h"
@@ -93,7 +94,7 @@ class BitmapModelDriver : public ModelDriver {
   void Merge();
   void Cut();
   void ToggleBusy();
-  // A data request to a volume with enabled bitmaps.
+  // A data request to a writable volume with enabled bitmaps.
   void MarkingRequest();
 
   // ---- Choices ---------------------------------------------------------------------
@@ -106,6 +107,10 @@ class BitmapModelDriver : public ModelDriver {
   std::string PickBitmapName(const std::string& volume, int existing_percent);
   // A bitmap name ValidateName refuses.
   std::string PickInvalidName();
+  // A request [offset, +length) inside a volume of `size` bytes (which has
+  // bitmaps) whose ends lie at a granule boundary of one of its bitmaps, or
+  // one byte either side.
+  std::pair<uint64_t, uint64_t> PickGranuleEdges(const std::string& volume, uint64_t size);
   // A valid granularity: mostly 512 B .. 256K, sometimes up to 64M.
   uint64_t PickGranularity();
 
