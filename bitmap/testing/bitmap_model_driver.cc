@@ -4,7 +4,7 @@
 
 #include <algorithm>
 #include <iterator>
-#include <set>
+#include <tuple>
 #include <utility>
 
 namespace thinsim::model {
@@ -114,55 +114,63 @@ void BitmapModelDriver::ExtraStep() {
 // ---- Operations ------------------------------------------------------------------
 
 void BitmapModelDriver::Add() {
-  // Mostly a writable volume: requests never reach a read-only snapshot's.
-  const std::string volume =
-      Chance(3) ? kMissingVolume : PickVolumePreferring(85, [](const MVol& v) { return !v.read_only; });
-  const Bitmaps* bms = ModelOf(volume);
-  const uint64_t r = R(100);
-  const bool exists = r < 6 && bms != nullptr;
-  const bool bad_name = !exists && r < 10;
-  const std::string name = exists ? PickBitmapName(volume, 100) : bad_name ? PickInvalidName() : PickBitmapName(volume, 0);
-  if (!exists && !bad_name && bms != nullptr && bms->size() >= kMaxBitmapsPerVolume) return Remove();
-  const bool persistent = options_.dir.empty() ? Chance(4) : Chance(50);
-  const bool disabled = Chance(15);
-  const bool bad_granularity = Chance(4);
-  static const uint64_t kBadGranularities[] = {0, 256, 1000, 3 * 4096, uint64_t{128} << 20};
-  const uint64_t granularity = bad_granularity ? kBadGranularities[R(5)] : PickGranularity();
-  desc_ = "bitmap-add " + volume + "/'" + name + "' granularity=" + std::to_string(granularity) +
-          (persistent ? " persistent" : "") + (disabled ? " disabled" : "");
-  kind_ = persistent ? "bitmap-add-persistent" : "bitmap-add";
-  // VolumeBitmaps::Add checks the name, then persistence, then the
-  // granularity.
-  ErrorCode want = ErrorCode::kOk;
+  AddChoice a;
+  if (!PickAdd(&a)) return Remove();
+  desc_ = "bitmap-add " + a.volume + "/'" + a.name + "' granularity=" + std::to_string(a.granularity) +
+          (a.persistent ? " persistent" : "") + (a.disabled ? " disabled" : "");
+  kind_ = a.persistent ? "bitmap-add-persistent" : "bitmap-add";
   std::vector<std::string> parts;
-  if (model_.vols.count(volume) == 0) {
-    want = ErrorCode::kNotFound;
-    parts = {"no volume named '" + volume + "'"};
-  } else if (bad_name) {
-    want = ErrorCode::kInvalid;
-    parts = {"bitmap name"};
-  } else if (exists) {
-    want = ErrorCode::kExists;
-    parts = {ExistsMessage(volume, name)};
-  } else if (persistent && options_.dir.empty()) {
-    want = ErrorCode::kUnsupported;
-    parts = {"volume '" + volume + "' cannot have persistent bitmaps"};
-  } else if (bad_granularity) {
-    want = ErrorCode::kInvalid;
-    parts = {"bitmap granularity must be a power of two", "got " + std::to_string(granularity)};
-  }
+  const ErrorCode want = AddOutcome(a, &parts);
   // As bitmap-add: the set is made (and attached) for the volume's first
   // bitmap, and let go again if that one is refused.
   std::shared_ptr<VolumeBitmaps> set;
-  Status s = registry_->Get(volume, /*create=*/true, &set);
+  Status s = registry_->Get(a.volume, /*create=*/true, &set);
   if (s.ok()) {
-    s = set->Add(name, granularity, persistent, disabled);
-    if (!s.ok()) registry_->ReleaseIfEmpty(volume);
+    s = set->Add(a.name, a.granularity, a.persistent, a.disabled);
+    if (!s.ok()) registry_->ReleaseIfEmpty(a.volume);
   }
   Expect(s, want, parts);
   if (want != ErrorCode::kOk) return;
-  bitmaps_[volume][name] =
-      MBitmap{.granularity = granularity, .enabled = !disabled, .persistent = persistent, .busy = false, .dirty = {}};
+  bitmaps_[a.volume][a.name] = MBitmap{
+      .granularity = a.granularity, .enabled = !a.disabled, .persistent = a.persistent, .busy = false, .dirty = {}};
+}
+
+bool BitmapModelDriver::PickAdd(AddChoice* a) {
+  // Mostly a writable volume: requests never reach a read-only snapshot's.
+  a->volume = Chance(3) ? kMissingVolume : PickVolumePreferring(85, [](const MVol& v) { return !v.read_only; });
+  if (!PickNewName(a->volume, 6, 4, &a->name, &a->exists, &a->bad_name)) return false;
+  a->persistent = options_.dir.empty() ? Chance(4) : Chance(50);
+  a->disabled = Chance(15);
+  a->bad_granularity = Chance(4);
+  static const uint64_t kBadGranularities[] = {0, 256, 1000, 3 * 4096, uint64_t{128} << 20};
+  a->granularity = a->bad_granularity ? kBadGranularities[R(std::size(kBadGranularities))] : PickGranularity();
+  return true;
+}
+
+ErrorCode BitmapModelDriver::AddOutcome(const AddChoice& a, std::vector<std::string>* parts) const {
+  // The registry looks the volume up; VolumeBitmaps::Add checks the name,
+  // then persistence, then the granularity.
+  if (model_.vols.count(a.volume) == 0) {
+    *parts = {"no volume named '" + a.volume + "'"};
+    return ErrorCode::kNotFound;
+  }
+  if (a.bad_name) {
+    *parts = {"bitmap name"};
+    return ErrorCode::kInvalid;
+  }
+  if (a.exists) {
+    *parts = {ExistsMessage(a.volume, a.name)};
+    return ErrorCode::kExists;
+  }
+  if (a.persistent && options_.dir.empty()) {
+    *parts = {"volume '" + a.volume + "' cannot have persistent bitmaps"};
+    return ErrorCode::kUnsupported;
+  }
+  if (a.bad_granularity) {
+    *parts = {"bitmap granularity must be a power of two", "got " + std::to_string(a.granularity)};
+    return ErrorCode::kInvalid;
+  }
+  return ErrorCode::kOk;
 }
 
 void BitmapModelDriver::Remove() {
@@ -244,13 +252,10 @@ void BitmapModelDriver::Merge() {
 
 void BitmapModelDriver::Cut() {
   const std::string volume = PickBitmapVolume(2);
-  const Bitmaps* bms = ModelOf(volume);
   const std::string name = PickBitmapName(volume, 92);
-  const uint64_t r = R(100);
-  const bool exists = r < 8 && bms != nullptr;
-  const bool bad_name = !exists && r < 12;
-  const std::string into = exists ? PickBitmapName(volume, 100) : bad_name ? PickInvalidName() : PickBitmapName(volume, 0);
-  if (!exists && !bad_name && bms != nullptr && bms->size() >= kMaxBitmapsPerVolume) return Remove();
+  std::string into;
+  bool exists = false, bad_name = false;
+  if (!PickNewName(volume, 8, 4, &into, &exists, &bad_name)) return Remove();
   desc_ = "bitmap-cut " + volume + "/" + name + " into '" + into + "'";
   kind_ = "bitmap-cut";
   std::shared_ptr<VolumeBitmaps> set;
@@ -356,6 +361,16 @@ std::string BitmapModelDriver::PickBitmapName(const std::string& volume, int exi
     return it->first;
   }
   return "b" + std::to_string(next_bitmap_++);
+}
+
+bool BitmapModelDriver::PickNewName(const std::string& volume, int exists_percent, int bad_percent,
+                                    std::string* name, bool* exists, bool* bad_name) {
+  const Bitmaps* bms = ModelOf(volume);
+  const uint64_t r = R(100);
+  *exists = r < static_cast<uint64_t>(exists_percent) && bms != nullptr;
+  *bad_name = !*exists && r < static_cast<uint64_t>(exists_percent + bad_percent);
+  *name = *exists ? PickBitmapName(volume, 100) : *bad_name ? PickInvalidName() : PickBitmapName(volume, 0);
+  return *exists || *bad_name || bms == nullptr || bms->size() < kMaxBitmapsPerVolume;
 }
 
 std::string BitmapModelDriver::PickInvalidName() {

@@ -99,12 +99,31 @@ class BitmapModelDriver : public ModelDriver {
 
   // ---- Choices ---------------------------------------------------------------------
 
+  // What a bitmap-add asks for, and which refusal it was drawn to meet.
+  struct AddChoice {
+    std::string volume, name;
+    uint64_t granularity = 0;
+    bool persistent = false, disabled = false;
+    bool exists = false, bad_name = false, bad_granularity = false;
+  };
+  // False when the volume has its fill of bitmaps (the step removes one
+  // instead).
+  bool PickAdd(AddChoice* a);
+  // The outcome of the add, and the parts of its message.
+  ErrorCode AddOutcome(const AddChoice& a, std::vector<std::string>* parts) const;
+
   // A volume, mostly one with bitmaps; with `missing_percent` chance one
   // that does not exist.
   std::string PickBitmapVolume(int missing_percent);
   // With `existing_percent` chance (if it has any) a bitmap of `volume`,
   // else a new name.
   std::string PickBitmapName(const std::string& volume, int existing_percent);
+  // A name for a new bitmap of `volume`: with `exists_percent` chance one it
+  // has (if any; *exists), with `bad_percent` chance more one ValidateName
+  // refuses (*bad_name), else a fresh one. False if a fresh one would give
+  // the volume more than kMaxBitmapsPerVolume.
+  bool PickNewName(const std::string& volume, int exists_percent, int bad_percent, std::string* name,
+                   bool* exists, bool* bad_name);
   // A bitmap name ValidateName refuses.
   std::string PickInvalidName();
   // A request [offset, +length) inside a volume of `size` bytes (which has
