@@ -53,67 +53,17 @@
 // THINSIM_MODEL_STEPS=N changes the number of steps per seed.
 //
 // The model and the operations live in pool/testing/ (reference_model.h,
-// model_driver.h), shared with fuzz/engine_fuzzer.cc.
-#include <cstdio>
-#include <cstdlib>
-#include <random>
-#include <sstream>
-#include <string>
-
+// model_driver.h), shared with fuzz/engine_fuzzer.cc; the seeded gtest
+// harness (seeded_model_test.h) with bitmap/bitmap_model_test.cc.
 #include <gtest/gtest.h>
 
 #include "pool/testing/model_driver.h"
+#include "pool/testing/seeded_model_test.h"
 
 namespace thinsim {
 namespace {
 
-using model::ModelDriver;
-
-uint64_t EnvOr(const char* name, uint64_t def) {
-  const char* v = std::getenv(name);
-  return v != nullptr && *v != '\0' ? std::strtoull(v, nullptr, 10) : def;
-}
-
-// Choices from a seeded PRNG; failures go to gtest.
-class SeededDriver : public ModelDriver {
- public:
-  explicit SeededDriver(uint32_t seed) { rng_.seed(seed); }
-  void Report(bool fatal, const char* file, int line, const std::string& what) override {
-    (void)fatal;  // the driver throws after a fatal one; gtest records both alike
-    ADD_FAILURE_AT(file, line) << what;
-  }
-  // What the run had when it ended, for the failure message.
-  std::string Context(bool persistent) const {
-    std::ostringstream log;
-    size_t from = history_.size() > 16 ? history_.size() - 16 : 0;
-    for (size_t i = from; i < history_.size(); ++i) log << "\n  " << i << ": " << history_[i];
-    return std::string(persistent ? "persistent pool, " : "") + "pool " + std::to_string(model_.total) +
-           " blocks, default strategy " + std::string(StrategyName(default_strategy_)) +
-           "\nlast operations:" + log.str();
-  }
-  uint64_t guaranteed_failures() const { return guaranteed_failures_; }
-
- protected:
-  uint64_t Choose(uint64_t n) override { return rng_() % n; }
-
- private:
-  std::mt19937_64 rng_;
-};
-
-class PoolModelTest : public ::testing::TestWithParam<uint32_t> {
- protected:
-  static void TearDownTestSuite() {
-    std::string line = "outcomes over all seeds of this suite:";
-    int n = 0;
-    for (const auto& [what, count] : ModelDriver::coverage_) {
-      line += (n++ % 6 == 0 ? "\n  " : "; ") + what + "=" + std::to_string(count);
-    }
-    std::printf("%s\n", line.c_str());
-    ModelDriver::coverage_.clear();
-  }
-
-  void Run(bool persistent);
-};
+class PoolModelTest : public model::SeededModelTest<model::ModelDriver> {};
 
 // In-memory pools.
 TEST_P(PoolModelTest, RandomOperationsMatchModel) { Run(/*persistent=*/false); }
@@ -123,36 +73,6 @@ INSTANTIATE_TEST_SUITE_P(Seeds, PoolModelTest, ::testing::Range<uint32_t>(1, 21)
 class PoolModelPersistentTest : public PoolModelTest {};
 TEST_P(PoolModelPersistentTest, RandomOperationsMatchModel) { Run(/*persistent=*/true); }
 INSTANTIATE_TEST_SUITE_P(Seeds, PoolModelPersistentTest, ::testing::Range<uint32_t>(101, 106));
-
-void PoolModelTest::Run(bool persistent) {
-  const uint32_t first_seed = persistent ? 101 : 1;
-  const char* env_seed = std::getenv("THINSIM_MODEL_SEED");
-  const bool one_seed = env_seed != nullptr && *env_seed != '\0';
-  if (one_seed && GetParam() != first_seed) GTEST_SKIP();  // THINSIM_MODEL_SEED runs one seed
-  const uint32_t seed = static_cast<uint32_t>(EnvOr("THINSIM_MODEL_SEED", GetParam()));
-  const uint64_t steps = EnvOr("THINSIM_MODEL_STEPS", 400);
-  std::printf("seed %u (THINSIM_MODEL_SEED=%u)%s\n", seed, seed, persistent ? ", persistent pool" : "");
-  SeededDriver driver(seed);
-  try {
-    driver.Start(persistent);
-  } catch (const ModelDriver::StepFailed&) {
-    FAIL() << "seed " << seed << ": the pool did not start as the model says";
-  }
-  for (uint64_t step = 0; step < steps; ++step) {
-    try {
-      driver.Step();
-    } catch (const ModelDriver::StepFailed&) {
-    }
-    if (HasFailure()) {
-      FAIL() << "seed " << seed << " (THINSIM_MODEL_SEED=" << seed << "), step " << step << ": "
-             << driver.desc() << "\n" << driver.Context(persistent);
-    }
-  }
-  // What the seed exercised, so that a change of the generator that stops
-  // reaching a full pool is noticed.
-  std::printf("seed %u: %llu steps;%s\n", seed, static_cast<unsigned long long>(steps), driver.Summary().c_str());
-  EXPECT_EQ(driver.guaranteed_failures(), 0u);
-}
 
 }  // namespace
 }  // namespace thinsim

@@ -36,6 +36,7 @@ void ModelDriver::Step() {
 }
 
 void ModelDriver::Close() {
+  if (pool_) OnPoolClosing();
   CloseHeld();
   pool_.reset();
   if (!dir_.empty()) std::filesystem::remove_all(dir_);
@@ -71,6 +72,7 @@ void ModelDriver::Init(bool persistent) {
   }
   Status s = Pool::Open(options_, &pool_);
   MODEL_ASSERT_TRUE(s.ok()) << s.ToString();
+  OnPoolOpened(/*reopened=*/false);
 }
 
 void ModelDriver::CloseHeld() {
@@ -310,6 +312,7 @@ void ModelDriver::DataOpAt(Op op, const std::string& name, uint64_t off, uint64_
     case Op::kFastZeroNoHole: s = pool_->Zero(*handle, len, off, Pool::kFastZero); break;
   }
   if (temp) pool_->CloseVolume(handle, temp_writable);
+  ReportObserved(op, name, sp, pv->read_only, s);
   if (guaranteed && s.code() == ErrorCode::kNoSpace) {
     ++guaranteed_failures_;
     MODEL_FAIL() << "a request to guaranteed vblocks failed with NoSpace: " << s.ToString();
@@ -346,6 +349,27 @@ void ModelDriver::DataOpAt(Op op, const std::string& name, uint64_t off, uint64_
     default:
       break;
   }
+}
+
+// What ApplyRange shows the observers (pool_io.cc): nothing for a
+// read-only volume or a trim without a whole block (len is never 0 here); a
+// trim's whole blocks; every other request's range as it was made.
+void ModelDriver::ReportObserved(Op op, const std::string& name, const Span& sp, bool read_only,
+                                 const Status& result) {
+  if (read_only) return;
+  Observed r{name, ChangeRequest::Kind::kZero, sp.off, sp.len, result.code()};
+  switch (op) {
+    case Op::kWrite: r.kind = ChangeRequest::Kind::kWrite; break;
+    case Op::kProvision: r.kind = ChangeRequest::Kind::kProvision; break;
+    case Op::kTrim:
+      if (sp.uf >= sp.ue) return;
+      r.kind = ChangeRequest::Kind::kTrim;
+      r.offset = sp.uf * kBS;
+      r.length = (sp.ue - sp.uf) * kBS;
+      break;
+    default: break;  // the zeroes
+  }
+  OnObserved(r);
 }
 
 void ModelDriver::Connect() {
@@ -490,6 +514,7 @@ void ModelDriver::Snapshot() {
   if (want != ErrorCode::kOk) return;
   model_ = std::move(pre);
   for (const auto& r : reqs) data_[r.name] = data_.at(r.origin);
+  for (const auto& r : reqs) OnSnapshotCreated(r.origin, r.name);
 }
 
 void ModelDriver::Delete() {
@@ -505,6 +530,7 @@ void ModelDriver::Delete() {
   for (auto& [n, v] : model_.vols) {
     if (v.origin == name) v.origin.clear();
   }
+  OnVolumeDeleted(name);
 }
 
 void ModelDriver::Create() {
@@ -539,12 +565,14 @@ void ModelDriver::Create() {
   if (want != ErrorCode::kOk) return;
   model_ = std::move(pre);
   data_[name].assign(size, 0);
+  OnVolumeCreated(name, size);
 }
 
 void ModelDriver::Resize() {
   const std::string name = PickVolumePreferring(40, [](const MVol& v) {
     return GuaranteeOf(v).all;
   });
+  if (!MayResize(name)) return DataOp(Op::kWrite);
   const MVol& mv = model_.vols.at(name);
   uint64_t size = Chance(20) ? mv.size : PickVolumeSize();
   if (Chance(20)) size = mv.size + (1 + R(8)) * 512;  // often inside the same last block
@@ -585,11 +613,13 @@ void ModelDriver::Resize() {
   }
   ExpectStatus(pool_->ResizeVolume(name, size), want, parts);
   if (want != ErrorCode::kOk) return;
+  const uint64_t old_size = mv.size;
   pv.size = size;
   pv.bid.resize(nb, 0);
   pv.prov.resize(nb, 0);
   model_ = std::move(post);
   data_.at(name).resize(size, 0);
+  OnVolumeResized(name, old_size, size);
 }
 
 void ModelDriver::GrowPool() {
@@ -620,6 +650,7 @@ void ModelDriver::Reopen() {
       if (h.writable) --mv.wconns;
     }
   }
+  OnPoolClosing();
   CloseHeld();
   pool_.reset();
   PoolOptions o = options_;
@@ -628,6 +659,7 @@ void ModelDriver::Reopen() {
   MODEL_ASSERT_TRUE(s.ok()) << s.ToString();
   ++outcomes_[ErrorCode::kOk];
   ++coverage_["reopen OK"];
+  OnPoolOpened(/*reopened=*/true);
 }
 
 void ModelDriver::BusyCheck() {
@@ -742,6 +774,7 @@ void ModelDriver::CompareAll() {
     pool_->CloseVolume(v, false);
   }
   last_state_ = std::move(st);
+  CompareExtra();
 }
 
 // After a step with a failed operation: the engine is exactly as before it.
@@ -756,6 +789,7 @@ void ModelDriver::ExpectUnchanged(const Model& model_before) {
 
 void ModelDriver::RandomStep() {
   if (model_.vols.empty() || (model_.vols.size() < 2 && Chance(50))) return Create();
+  if (const int extra = ExtraStepPercent(); extra > 0 && Chance(extra)) return ExtraStep();
   uint64_t r = R(100);
   if (r < 20) return DataOp(Op::kWrite);
   if (r < 25) return DataOp(Op::kTrim);

@@ -28,6 +28,14 @@
 // all extents; the pool mode aside) must equal the state captured before it,
 // and the model must be unchanged.
 //
+// Extension points (bitmap/testing/bitmap_model_driver.h uses them): a
+// subclass may follow every request that reached the volume's observers and
+// the volumes' lifecycle, veto resizes, take a share of the steps for
+// operations of its own and add its own comparison after every step. The
+// default hooks do nothing and draw no choice, so a driver that overrides
+// none makes exactly the choices, and runs exactly the operations, it made
+// before they existed.
+//
 // Thread safety: one thread.
 #ifndef THINSIM_POOL_TESTING_MODEL_DRIVER_H_
 #define THINSIM_POOL_TESTING_MODEL_DRIVER_H_
@@ -43,6 +51,7 @@
 #include <vector>
 
 #include "pool/pool.h"
+#include "pool/request_observer.h"
 #include "pool/testing/reference_model.h"
 
 namespace thinsim::model {
@@ -76,7 +85,9 @@ class ModelDriver {
   void Close();
 
   const std::string& desc() const { return desc_; }
-  std::string Summary() const;
+  // What the run exercised: outcomes, guaranteed writes, the final pool. A
+  // subclass may append its own.
+  virtual std::string Summary() const;
 
   // Reports a failed check. Implementations record it (a test) or abort (a
   // fuzzer); for a fatal one the caller then throws StepFailed.
@@ -150,6 +161,9 @@ class ModelDriver {
   // read-only snapshot, a read-only connection.
   void DataOpAt(Op op, const std::string& name, uint64_t off, uint64_t len, bool probe);
 
+  // Tells OnObserved of a request made, if it reached the observers.
+  void ReportObserved(Op op, const std::string& name, const Span& sp, bool read_only, const Status& result);
+
   // ---- Activation and connections ------------------------------------------------
 
   void Connect();
@@ -195,6 +209,58 @@ class ModelDriver {
   void ExpectUnchanged(const Model& model_before);
 
   void RandomStep();
+
+  // ---- Extension points (see the header comment) ------------------------------
+  //
+  // Each hook is called on the driver's thread, from inside a step (or
+  // Start, or Close), after the engine call it reports and after the model
+  // took its effect. A hook may use the checks (MODEL_ASSERT_*: a fatal one
+  // ends the step), desc_, kind_, ExpectStatus and the choices (R, Chance);
+  // the default does nothing and draws nothing.
+
+  // A request as the volume's observers saw it (pool/request_observer.h).
+  struct Observed {
+    std::string volume;
+    ChangeRequest::Kind kind;
+    uint64_t offset;  // a trim: only its whole blocks
+    uint64_t length;
+    ErrorCode result;  // what the engine answered
+  };
+  // A data request that reached the volume's observers: every one but those
+  // to a read-only volume, trims without a whole block, and those refused
+  // before they were made (their connection's open refused). A request the
+  // engine then fails (NoSpace, Unsupported fast zero) has reached them: it
+  // is reported with its result. A resize zeroing its old last block's tail
+  // is no request (OnVolumeResized).
+  virtual void OnObserved(const Observed& request) { (void)request; }
+  // After the pool opened: in Start (`reopened` false) and in Reopen, before
+  // anything else uses it.
+  virtual void OnPoolOpened(bool reopened) { (void)reopened; }
+  // Before the pool closes: in Reopen and in Close (not from the
+  // destructor, which calls Close after a subclass is gone).
+  virtual void OnPoolClosing() {}
+  // After a volume was created (`size` bytes), snapshot `name` of `origin`
+  // was created (one call per snapshot of a multi-origin call, in request
+  // order), a volume was deleted, resized (also to its own size).
+  virtual void OnVolumeCreated(const std::string& name, uint64_t size) { (void)name, (void)size; }
+  virtual void OnSnapshotCreated(const std::string& origin, const std::string& name) { (void)origin, (void)name; }
+  virtual void OnVolumeDeleted(const std::string& name) { (void)name; }
+  virtual void OnVolumeResized(const std::string& name, uint64_t old_size, uint64_t new_size) {
+    (void)name, (void)old_size, (void)new_size;
+  }
+  // Whether the resize step may resize `name`, which it picked; if not, the
+  // step is a write instead.
+  virtual bool MayResize(const std::string& name) { (void)name; return true; }
+  // The percentage of steps (on a pool with a volume) that ExtraStep takes
+  // instead of the driver's own operations; 0: none, and no choice drawn.
+  virtual int ExtraStepPercent() const { return 0; }
+  // One operation of the subclass's. It sets desc_ (and kind_ before
+  // ExpectStatus); a failed ExpectStatus makes the step check that the
+  // engine's state did not change, as for the driver's own operations.
+  virtual void ExtraStep() {}
+  // The subclass's own comparison, at the end of every CompareAll (after
+  // Start and after every step).
+  virtual void CompareExtra() {}
 
   PoolOptions options_;
   std::string dir_;  // persistent pools: a temporary directory
