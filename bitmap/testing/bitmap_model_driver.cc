@@ -75,7 +75,7 @@ void BitmapModelDriver::OnVolumeDeleted(const std::string& name) {
 }
 
 void BitmapModelDriver::OnVolumeResized(const std::string& name, uint64_t old_size, uint64_t new_size) {
-  registry_->Resized(name, new_size);
+  // The pool has told the volume's bitmaps (RequestObserver::VolumeSize).
   auto it = bitmaps_.find(name);
   if (it == bitmaps_.end()) return;
   Count(new_size > old_size ? "grows with bitmaps" : new_size < old_size ? "shrinks with bitmaps"
@@ -90,10 +90,6 @@ void BitmapModelDriver::OnVolumeResized(const std::string& name, uint64_t old_si
       m.dirty = Clip(RoundOut(m.dirty, m.granularity), new_size);
     }
   }
-}
-
-bool BitmapModelDriver::MayResize(const std::string& name) {
-  return kResizeVolumesWithPersistentBitmaps || !HasPersistentBitmap(name);
 }
 
 void BitmapModelDriver::ExtraStep() {
@@ -390,11 +386,6 @@ const BitmapModelDriver::Bitmaps* BitmapModelDriver::ModelOf(const std::string& 
   return it == bitmaps_.end() ? nullptr : &it->second;
 }
 
-bool BitmapModelDriver::HasPersistentBitmap(const std::string& volume) const {
-  const Bitmaps* bms = ModelOf(volume);
-  return bms != nullptr && std::any_of(bms->begin(), bms->end(), [](const auto& kv) { return kv.second.persistent; });
-}
-
 bool BitmapModelDriver::FindSet(const std::string& volume, std::shared_ptr<VolumeBitmaps>* set) {
   Status s = registry_->Get(volume, /*create=*/false, set);
   if (model_.vols.count(volume) == 0) {
@@ -446,7 +437,6 @@ void BitmapModelDriver::CompareVolume(const std::string& volume, uint64_t size) 
   MODEL_ASSERT_EQ(set != nullptr, bms != nullptr) << "whether the volume has a bitmap set";
   if (set == nullptr) return;
   MODEL_ASSERT_EQ(set->size(), size);
-  MODEL_ASSERT_EQ(set->HasPersistent(), HasPersistentBitmap(volume));
   const std::vector<BitmapInfo> infos = set->Query();
   std::string names;
   for (const BitmapInfo& info : infos) names += (names.empty() ? "" : " ") + info.name;

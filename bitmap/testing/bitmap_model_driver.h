@@ -53,11 +53,6 @@
 
 namespace thinsim::model {
 
-// Whether volumes with persistent bitmaps are resized. Off until their
-// durable sets follow a resize (the plugin refuses such a resize for now,
-// plugin/commands_volume.cc); turn it on to check that they do.
-constexpr bool kResizeVolumesWithPersistentBitmaps = false;
-
 // Bitmaps per volume the generator makes at most.
 constexpr size_t kMaxBitmapsPerVolume = 4;
 
@@ -76,7 +71,6 @@ class BitmapModelDriver : public ModelDriver {
   void OnSnapshotCreated(const std::string& origin, const std::string& name) override;
   void OnVolumeDeleted(const std::string& name) override;
   void OnVolumeResized(const std::string& name, uint64_t old_size, uint64_t new_size) override;
-  bool MayResize(const std::string& name) override;
   int ExtraStepPercent() const override { return 30; }
   void ExtraStep() override;
   void CompareExtra() override;
@@ -137,7 +131,6 @@ class BitmapModelDriver : public ModelDriver {
 
   // The model's bitmaps of `volume`: null if it has none.
   const Bitmaps* ModelOf(const std::string& volume) const;
-  bool HasPersistentBitmap(const std::string& volume) const;
   // The volume's set as the commands look it up (Get without create).
   // Returns false, the outcome recorded, when the op ends here: the volume
   // is missing (NotFound, checked) or has no bitmaps (a null set, checked).

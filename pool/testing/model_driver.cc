@@ -572,7 +572,6 @@ void ModelDriver::Resize() {
   const std::string name = PickVolumePreferring(40, [](const MVol& v) {
     return GuaranteeOf(v).all;
   });
-  if (!MayResize(name)) return DataOp(Op::kWrite);
   const MVol& mv = model_.vols.at(name);
   uint64_t size = Chance(20) ? mv.size : PickVolumeSize();
   if (Chance(20)) size = mv.size + (1 + R(8)) * 512;  // often inside the same last block

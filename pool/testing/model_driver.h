@@ -248,9 +248,6 @@ class ModelDriver {
   virtual void OnVolumeResized(const std::string& name, uint64_t old_size, uint64_t new_size) {
     (void)name, (void)old_size, (void)new_size;
   }
-  // Whether the resize step may resize `name`, which it picked; if not, the
-  // step is a write instead.
-  virtual bool MayResize(const std::string& name) { (void)name; return true; }
   // The percentage of steps (on a pool with a volume) that ExtraStep takes
   // instead of the driver's own operations; 0: none, and no choice drawn.
   virtual int ExtraStepPercent() const { return 0; }
