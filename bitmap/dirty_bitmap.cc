@@ -118,7 +118,8 @@ void DirtyBitmap::Merge(const DirtyBitmap& other) {
 bool DirtyBitmap::NextDirtyRun(uint64_t from, uint64_t max_length, uint64_t* offset, uint64_t* length) const {
   uint64_t g = FindNext(from >> shift_, true);
   if (g >= granules_) return false;
-  const uint64_t max_granules = std::max<uint64_t>(1, (max_length + granularity_ - 1) >> shift_);
+  // Rounded up without overflow (max_length may be UINT64_MAX).
+  const uint64_t max_granules = std::max<uint64_t>(1, (max_length >> shift_) + ((max_length & (granularity_ - 1)) != 0));
   uint64_t end = FindNext(g, false);
   end = std::min(end, g + max_granules);
   *offset = g << shift_;
