@@ -79,17 +79,19 @@ Status JobSetSpeed(const CommandCall& c) {
   return EmptyReturn(c);
 }
 
-// job-change {id, ...}: what may change is the job type's to say (a
-// mirror: copy-mode), so every argument but id goes to the job, which
-// refuses what it does not know.
+// job-change {id, copy-mode?}: the options SPEC 13 lets change (a
+// mirror's copy-mode), passed on as given; the job refuses what its type
+// cannot change.
 Status JobChange(const CommandCall& c) {
   THINSIM_RETURN_IF_ERROR(NeedJobs(c));
-  std::string id;
-  json rest = c.args;
-  rest.erase("id");
-  CommandArgs a(c.args, {"id"});  // only to read id: its status() refuses the rest
+  CommandArgs a(c.args, {"id", "copy-mode"});
+  THINSIM_RETURN_IF_ERROR(a.status());
+  std::string id, copy_mode;
   THINSIM_RETURN_IF_ERROR(a.String("id", &id));
-  THINSIM_RETURN_IF_ERROR(c.jobs->Verb(id, JobVerb::kChange, JobVerbArgs{.change = std::move(rest)}));
+  THINSIM_RETURN_IF_ERROR(a.String("copy-mode", &copy_mode, false));
+  JobVerbArgs args;
+  if (a.Has("copy-mode")) args.change["copy-mode"] = copy_mode;
+  THINSIM_RETURN_IF_ERROR(c.jobs->Verb(id, JobVerb::kChange, args));
   return EmptyReturn(c);
 }
 

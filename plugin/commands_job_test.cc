@@ -88,6 +88,8 @@ TEST_F(JobCommandsTest, ArgumentsAreStrict) {
   EXPECT_EQ(Refused("job-set-speed", {{"id", "m0"}, {"speed", -1}}).rfind("Invalid: argument 'speed' must be", 0), 0u);
   EXPECT_EQ(Refused("job-change", {{"copy-mode", "write-blocking"}}), "Invalid: missing argument 'id'");
   EXPECT_EQ(Refused("job-change", {{"id", "m0"}}), "Invalid: job-change needs 'copy-mode'");
+  EXPECT_EQ(Refused("job-change", {{"id", "m0"}, {"copy-mode", 1}}), "Invalid: argument 'copy-mode' must be a string");
+  EXPECT_EQ(Refused("job-change", {{"id", "m0"}, {"speed", 1}}), "Invalid: unknown argument 'speed'");
   EXPECT_EQ(job->status(), JobStatus::kRunning);  // none of it touched the job
   Ok("job-set-speed", {{"id", "m0"}, {"speed", "10M"}});
   EXPECT_EQ(Ok("query-jobs")[0]["speed"], 10 << 20);
