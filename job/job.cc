@@ -72,8 +72,8 @@ void Job::Finish(Status result) {
     }
   }
   if (succeeded && AwaitFinalize()) {
-    Commit();
-    Clean();
+    RunHookGuarded(&Job::Commit);
+    RunHookGuarded(&Job::Clean);
     Conclude("BLOCK_JOB_COMPLETED", "");
     return;
   }
@@ -83,9 +83,18 @@ void Job::Finish(Status result) {
     TransitionLocked(JobStatus::kAborting);
     cancelled = cancel_hard_;
   }
-  Abort();
-  Clean();
+  RunHookGuarded(&Job::Abort);
+  RunHookGuarded(&Job::Clean);
   Conclude(cancelled ? "BLOCK_JOB_CANCELLED" : "BLOCK_JOB_COMPLETED", cancelled ? "" : result.message());
+}
+
+void Job::RunHookGuarded(void (Job::*hook)()) noexcept {
+  try {
+    (this->*hook)();
+  } catch (...) {
+    // The job ends anyway: a hook that throws cannot undo that, and nothing
+    // may leave the job's thread.
+  }
 }
 
 bool Job::AwaitFinalize() {
@@ -125,7 +134,8 @@ bool Job::PausePoint() {
 bool Job::Throttle(uint64_t bytes) {
   MutexLock lock(&mu_);
   throttled_bytes_ += bytes;
-  while (speed_ != 0 && !pause_requested_ && !cancel_hard_) {
+  // Anything that changes how the job should go on ends the sleep early.
+  while (speed_ != 0 && !pause_requested_ && !cancel_hard_ && !cancel_soft_ && !complete_requested_) {
     // When the bytes counted since the window opened are due at this speed.
     // 128 bits: bytes * 1e9 overflows 64 at 18 GB.
     const auto due = throttle_start_ + std::chrono::nanoseconds(static_cast<int64_t>(

@@ -43,7 +43,8 @@
 // OnComplete, OnChange, Commit, Abort, Clean, QueryFields) are called with
 // no lock of the job held: Run, Commit, Abort and Clean on the job's
 // thread, OnComplete and OnChange on the caller's, QueryFields on any.
-// No exception leaves the job's thread: one thrown by Run() fails the job.
+// No exception leaves the job's thread: one thrown by Run() fails the job,
+// one thrown by Commit, Abort or Clean is dropped.
 //
 // Invariants: the status only moves along JobTransitionAllowed; every verb
 // is checked against JobVerbAllowed first; the thread has ended by the time
@@ -159,7 +160,8 @@ class Job {
   // Blocks while paused; true when Run() must return now (cancelled()).
   bool PausePoint() EXCLUDES(mu_);
   // Counts `bytes` against the speed limit and sleeps as long as it asks,
-  // waking early for a pause or a cancel. True when cancelled().
+  // waking early for a pause, a cancel or job-complete. True when
+  // cancelled().
   bool Throttle(uint64_t bytes) EXCLUDES(mu_);
   // running -> ready, BLOCK_JOB_READY. Does nothing unless running.
   void SetReady() EXCLUDES(mu_);
@@ -199,6 +201,8 @@ class Job {
   // After Run(): the success or the abort path, then concluded (and null
   // with auto_dismiss).
   void Finish(Status result) EXCLUDES(mu_);
+  // Commit, Abort or Clean, with any exception swallowed.
+  void RunHookGuarded(void (Job::*hook)()) noexcept;
   // Waits in pending for job-finalize; true to commit, false if cancelled.
   bool AwaitFinalize() EXCLUDES(mu_);
   void Conclude(const char* event, const std::string& error) EXCLUDES(mu_);

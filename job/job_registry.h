@@ -6,10 +6,11 @@
 // No job thread outlives the registry: the destructor (and Shutdown())
 // cancels every job with force and waits for its thread.
 //
-// Thread safety: thread-safe. Lock order: the registry's mu_ is never held
-// while a verb runs (a verb may wait for the job's thread), so a job's
-// hooks and its event sink may be called concurrently with any registry
-// call but must not call back into the registry.
+// Thread safety: thread-safe. Lock order: the registry's mu_ -> a job's mu_
+// (Start, and the status checks of Query, VolumeInUse and reaping); the
+// registry's mu_ is never held while a verb runs (a verb may wait for the
+// job's thread). A job's hooks and its event sink may run concurrently with
+// any registry call but must not call back into the registry.
 #ifndef THINSIM_JOB_JOB_REGISTRY_H_
 #define THINSIM_JOB_JOB_REGISTRY_H_
 

@@ -3,7 +3,9 @@
 // and after READY, force, complete, auto-finalize and auto-dismiss off,
 // each verb refused in each state it is not allowed in, error policies and
 // the speed limit (on an injected clock: no timing).
+#include <algorithm>
 #include <memory>
+#include <stdexcept>
 #include <string>
 #include <thread>
 #include <vector>
@@ -331,6 +333,25 @@ TEST_F(JobTest, SetSpeedAndCancelCutALongThrottleShort) {
   ASSERT_TRUE(job_->WaitForStatus(JobStatus::kPaused));
   ASSERT_OK(registry_.Verb("slow", JobVerb::kCancel));
   job_->WaitFinished();
+}
+
+// A Run() that throws: the job fails with the exception's message, and the
+// exception never leaves the job's thread.
+class ThrowingJob : public Job {
+ public:
+  ThrowingJob() : Job("throwing", JobOptions{.id = "t", .auto_dismiss = false}) {}
+
+ protected:
+  Status Run() override { throw std::runtime_error("boom"); }
+  void Abort() override { throw std::runtime_error("abort hook too"); }
+};
+
+TEST_F(JobTest, AnExceptionFromRunFailsTheJob) {
+  auto job = std::make_shared<ThrowingJob>();
+  ASSERT_OK(registry_.Start(job));
+  job->WaitFinished();
+  EXPECT_EQ(registry_.Query().at(0).error, "internal error: boom");
+  EXPECT_EQ(events_.Names("t"), (Names{"created", "running", "aborting", "BLOCK_JOB_COMPLETED", "concluded"}));
 }
 
 TEST_F(JobTest, ChangeGoesToTheSubclass) {
