@@ -16,6 +16,14 @@ _thinsim_volumes()
 for v in json.load(sys.stdin): print(v["name"])' 2>/dev/null
 }
 
+# Job ids of the running server (`thinsim jobs --json`), as _thinsim_volumes.
+_thinsim_jobs()
+{
+    "${COMP_WORDS[0]}" "$@" --timeout 2 --json jobs 2>/dev/null |
+        python3 -c 'import json, sys
+for j in json.load(sys.stdin): print(j["id"])' 2>/dev/null
+}
+
 _thinsim()
 {
     # bash splits words at ':' and '=' (COMP_WORDBREAKS): `reserve=full` is
@@ -44,7 +52,7 @@ _thinsim()
     ((continuing)) && prev="${args[-2]:-}"
 
     local commands="status ls events create delete resize set activate deactivate
-        provision snapshot grow commit fault power-cut bitmap fs-test check dump restore repair delta"
+        provision snapshot grow commit fault power-cut bitmap jobs job fs-test check dump restore repair delta"
     local globals="--socket --pool --json --timeout --help"
     local strategies="none provision volume full"
 
@@ -61,9 +69,12 @@ _thinsim()
     done
 
     if ((continuing)); then
-        # reserve=STRATEGY is the only KEY=VALUE; after ':' comes a new name.
+        # reserve=STRATEGY and job change's copy-mode=MODE are the KEY=VALUEs;
+        # after ':' comes a new name.
         if [[ "$command" == set && "${args[-1]}" == reserve* ]]; then
             COMPREPLY=($(compgen -W "$strategies" -- "$cur"))
+        elif [[ "$command" == job && "${args[-1]}" == copy-mode* ]]; then
+            COMPREPLY=($(compgen -W "write-blocking" -- "$cur"))
         fi
         return
     fi
@@ -113,6 +124,7 @@ _thinsim()
             restore) opts+=" --force" ;;
             fault) opts+=" --layer --op --errno --offset --length --probability --count" ;;
             bitmap) opts+=" --granularity --disabled --persistent --offset --length" ;;
+            job) opts+=" --force" ;;
         esac
         COMPREPLY=($(compgen -W "$opts" -- "$cur"))
         return
@@ -139,6 +151,16 @@ _thinsim()
                 COMPREPLY=($(compgen -W "add remove clear enable disable merge ls extents cut" -- "$cur"))
             elif ((nargs == 1)); then
                 COMPREPLY=($(compgen -W "$(_thinsim_volumes "${conn[@]}")" -- "$cur"))
+            fi ;;
+        job)
+            # job VERB ID ...: the verbs, then the ids of the server's jobs.
+            if ((nargs == 0)); then
+                COMPREPLY=($(compgen -W "pause resume cancel complete finalize dismiss set-speed change" -- "$cur"))
+            elif ((nargs == 1)); then
+                COMPREPLY=($(compgen -W "$(_thinsim_jobs "${conn[@]}")" -- "$cur"))
+            elif ((nargs == 2)) && [[ " ${args[*]} " == *" change "* ]]; then
+                COMPREPLY=($(compgen -W "copy-mode=" -- "$cur"))
+                compopt -o nospace 2>/dev/null
             fi ;;
         check|dump|repair|delta)
             ((nargs == 0)) && COMPREPLY=($(compgen -d -- "$cur")) ;;

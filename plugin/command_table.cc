@@ -16,6 +16,7 @@ constexpr void (*kDomains[])(CommandTable*) = {
     RegisterFaultCommands,
     RegisterBitmapCommands,
     RegisterTransactionCommands,
+    RegisterJobCommands,
 };
 
 }  // namespace

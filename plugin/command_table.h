@@ -1,6 +1,6 @@
 // CommandTable: the control commands by name (SPEC section 9), for
 // ControlCommands (plugin/control_commands.h) to look a request up in. Each
-// domain (pool, volumes, events, ...) has its own file, plugin/commands_*.cc,
+// domain (pool, volumes, events, bitmaps, jobs, ...) has its own file, plugin/commands_*.cc,
 // holding its handlers and a Register*Commands() that adds them; a new domain
 // is a new file, its Register function declared here and listed in
 // command_table.cc.
@@ -31,6 +31,7 @@
 
 namespace thinsim {
 class BitmapRegistry;
+class JobRegistry;
 }  // namespace thinsim
 
 namespace thinsim {
@@ -46,6 +47,8 @@ struct CommandCall {
   FaultEnv* faults = nullptr;
   // The pool's dirty bitmaps (SPEC section 12); null where none are kept.
   BitmapRegistry* bitmaps = nullptr;
+  // The server's jobs (SPEC section 13); null where none run.
+  JobRegistry* jobs = nullptr;
 };
 
 using CommandHandler = Status (*)(const CommandCall& call);
@@ -109,6 +112,7 @@ void RegisterEventCommands(CommandTable* table);   // commands_events.cc
 void RegisterFaultCommands(CommandTable* table);   // commands_fault.cc
 void RegisterBitmapCommands(CommandTable* table);  // commands_bitmap.cc
 void RegisterTransactionCommands(CommandTable* table);  // commands_transaction.cc
+void RegisterJobCommands(CommandTable* table);     // commands_job.cc
 
 }  // namespace thinsim
 

@@ -10,6 +10,7 @@
 
 #include "base/status_test_util.h"
 #include "plugin/control_commands.h"
+#include "plugin/testing/command_test.h"
 
 namespace thinsim {
 namespace {
@@ -18,13 +19,10 @@ using nlohmann::json;
 
 constexpr uint64_t kBS = 64 << 10;
 
-class BitmapCommandsTest : public ::testing::Test {
+class BitmapCommandsTest : public CommandTest {
  protected:
   void SetUp() override {
-    PoolOptions options;
-    options.size = 64 * kBS;
-    options.block_size = kBS;
-    ASSERT_OK(Pool::Open(options, &pool_));
+    ASSERT_OK(OpenMemoryPool(64, kBS, &pool_));
     ASSERT_OK(pool_->CreateVolume("vol", 16 * kBS, std::nullopt));
     ASSERT_OK(pool_->OpenVolume("vol", /*writable=*/true, &vol_));
     commands_ = std::make_unique<ControlCommands>(pool_.get());
@@ -33,21 +31,7 @@ class BitmapCommandsTest : public ::testing::Test {
     if (vol_) pool_->CloseVolume(vol_, true);
   }
 
-  json Run(const std::string& execute, const json& arguments = json::object()) {
-    json request = {{"execute", execute}, {"arguments", arguments}};
-    return json::parse(commands_->Execute(request.dump()).line);
-  }
-  json Ok(const std::string& execute, const json& arguments = json::object()) {
-    json reply = Run(execute, arguments);
-    EXPECT_TRUE(reply.contains("return")) << execute << " " << arguments.dump() << " -> " << reply.dump();
-    return reply["return"];
-  }
-  // The error class of a refused command.
-  std::string Refused(const std::string& execute, const json& arguments) {
-    json reply = Run(execute, arguments);
-    EXPECT_TRUE(reply.contains("error")) << execute << " " << arguments.dump() << " -> " << reply.dump();
-    return reply["error"].value("class", "") + ": " + reply["error"].value("desc", "");
-  }
+  ControlCommands* commands() override { return commands_.get(); }
   void Write(uint64_t offset, uint64_t length) {
     std::vector<char> data(length, 'x');
     ASSERT_OK(pool_->Write(*vol_, data.data(), length, offset));

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "bitmap/bitmap_registry.h"
+#include "job/job_registry.h"
 #include "metadata/delta.h"
 #include "plugin/command_args.h"
 #include "plugin/command_table.h"
@@ -75,9 +76,18 @@ Status VolumeCreate(const CommandCall& c) {
   return VolumeResult(c, name);
 }
 
+// SPEC 13: a job's volumes cannot be deleted or shrunk while it runs.
+Status RefuseIfAJobUses(const CommandCall& c, const std::string& name, const char* change) {
+  if (c.jobs != nullptr && c.jobs->VolumeInUse(name)) {
+    return Status::Busy("cannot " + std::string(change) + " volume '" + name + "': a job is using it");
+  }
+  return Status::OK();
+}
+
 Status VolumeDelete(const CommandCall& c) {
   std::string name;
   THINSIM_RETURN_IF_ERROR(NameOnly(c, &name));
+  THINSIM_RETURN_IF_ERROR(RefuseIfAJobUses(c, name, "delete"));
   THINSIM_RETURN_IF_ERROR(c.pool->DeleteVolume(name));
   return EmptyReturn(c);
 }
@@ -89,6 +99,9 @@ Status VolumeResize(const CommandCall& c) {
   uint64_t size;
   THINSIM_RETURN_IF_ERROR(a.String("name", &name));
   THINSIM_RETURN_IF_ERROR(a.Size("size", &size));
+  VolumeInfo before;
+  THINSIM_RETURN_IF_ERROR(c.pool->QueryVolume(name, &before));
+  if (size < before.size) THINSIM_RETURN_IF_ERROR(RefuseIfAJobUses(c, name, "shrink"));
   // Bits follow resizes (SPEC 12): the pool tells the volume's bitmaps
   // (RequestObserver::VolumeResized).
   THINSIM_RETURN_IF_ERROR(c.pool->ResizeVolume(name, size));

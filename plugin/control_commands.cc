@@ -124,7 +124,7 @@ ControlCommands::Reply ControlCommands::Execute(std::string_view request_line) n
 Status ControlCommands::Run(const ControlRequest& request, json* result, bool* subscribe) {
   const CommandTable::Entry* command = CommandTable::Builtin().Find(request.execute);
   if (command == nullptr) return Status::Invalid("unknown command '" + request.execute + "'");
-  THINSIM_RETURN_IF_ERROR(Dispatch(*command, CommandCall{pool_, request.arguments, result, subscribe, faults_, &bitmaps_}));
+  THINSIM_RETURN_IF_ERROR(Dispatch(*command, CommandCall{pool_, request.arguments, result, subscribe, faults_, &bitmaps_, &jobs_}));
   // A persistent pool commits after every command that changes it.
   return command->effect == CommandTable::Effect::kChangesPool ? pool_->Commit() : Status::OK();
 }

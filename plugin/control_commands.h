@@ -17,12 +17,14 @@
 #include <functional>
 #include <string>
 #include <string_view>
+#include <utility>
 
 #include <nlohmann/json.hpp>
 
 #include "env/fault_env.h"
 #include "plugin/control_request.h"
 #include "bitmap/bitmap_registry.h"
+#include "job/job_registry.h"
 #include "pool/pool.h"
 
 namespace thinsim {
@@ -43,6 +45,14 @@ class ControlCommands {
   // Brings back the persistent dirty bitmaps of a reopened pool=DIR pool
   // (BitmapRegistry::LoadPersistent). REQUIRES: no request served yet.
   Status LoadBitmaps() { return bitmaps_.LoadPersistent(); }
+  // The server's jobs (SPEC section 13): the job-* commands act on them;
+  // mirror-start adds to them. Their events go to `sink`
+  // (ControlServer::Publish). REQUIRES: no job started yet.
+  JobRegistry* jobs() { return &jobs_; }
+  void SetJobEventSink(JobEventSink sink) { jobs_.SetEventSink(std::move(sink)); }
+  // Cancels every job and waits for its thread (JobRegistry::Shutdown):
+  // before the event sink or the pool go away.
+  void ShutdownJobs() { jobs_.Shutdown(); }
 
   // JSON shapes shared with the CLI (SPEC section 10).
   static nlohmann::json PoolJson(const PoolInfo& info);
@@ -62,6 +72,8 @@ class ControlCommands {
   Pool* const pool_;
   FaultEnv* const faults_;
   BitmapRegistry bitmaps_;
+  // After bitmaps_, so destroyed before them: a job may use bitmaps.
+  JobRegistry jobs_;
 };
 
 }  // namespace thinsim

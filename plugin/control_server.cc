@@ -110,6 +110,7 @@ void ControlServer::Start() {
 }
 
 void ControlServer::Stop() {
+  commands_.ShutdownJobs();  // first: a job's events go through this server
   if (!acceptor_.joinable()) return;
   stopping_ = true;
   if (write(wake_pipe_[1], "x", 1) < 0) { /* the acceptor polls with a timeout too */ }

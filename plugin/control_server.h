@@ -52,7 +52,10 @@ class ControlServer {
   // REQUIRES: max_queued_events >= 1. `faults`: see ControlCommands.
   explicit ControlServer(Pool* pool, size_t max_queued_events = kDefaultMaxQueuedEvents,
                          FaultEnv* faults = nullptr)
-      : commands_(pool, faults), max_queued_events_(max_queued_events) {}
+      : commands_(pool, faults), max_queued_events_(max_queued_events) {
+    commands_.SetJobEventSink(
+        [this](const std::string& name, const nlohmann::json& data) { Publish(name, data); });
+  }
   ~ControlServer();
   ControlServer(const ControlServer&) = delete;
   ControlServer& operator=(const ControlServer&) = delete;
@@ -65,9 +68,12 @@ class ControlServer {
   const std::string& path() const { return path_; }
 
   void Start();
+  // Ends the jobs (their events still go out), then the threads.
   void Stop();
   // ControlCommands::LoadBitmaps. REQUIRES: before the pool serves.
   Status LoadBitmaps() { return commands_.LoadBitmaps(); }
+  // The server's jobs (ControlCommands::jobs); their events go to Publish.
+  JobRegistry* jobs() { return commands_.jobs(); }
 
   // Queues an event for every current subscriber, stamped now. The first
   // form is the pool's event handler (called under the pool's lock).

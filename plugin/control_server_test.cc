@@ -1,8 +1,8 @@
 // ControlServer over real Unix sockets: events reach subscribers in order,
 // a subscriber that does not read gets EVENTS_LOST with the exact count in
 // the exact place, replies and events never interleave, pool events come
-// through the pool's handler, and hostile clients end only their own
-// connection.
+// through the pool's handler, job events reach subscribers and jobs end
+// with the server, and hostile clients end only their own connection.
 #include "plugin/control_server.h"
 
 #include <poll.h>
@@ -22,6 +22,7 @@
 #include <gtest/gtest.h>
 
 #include "base/status_test_util.h"
+#include "job/testing/counting_job.h"
 #include "pool/volume.h"
 
 namespace thinsim {
@@ -230,6 +231,38 @@ TEST_F(ControlServerTest, RepliesAndEventsNeverInterleave) {
   }
   sender.join();
   publisher.join();
+}
+
+TEST_F(ControlServerTest, JobEventsReachSubscribers) {
+  StartServer(64);
+  auto sub = Subscriber();
+  auto job = std::make_shared<CountingJob>(JobOptions{.id = "m0"}, CountingJobSpec{.chunks = 1});
+  ASSERT_OK(server_->jobs()->Start(job));
+  ASSERT_TRUE(job->WaitForStatus(JobStatus::kReady));
+  sub->Send(R"({"execute":"job-complete","arguments":{"id":"m0"},"id":1})" "\n");
+  std::vector<std::string> seen;
+  while (seen.empty() || seen.back() != "BLOCK_JOB_COMPLETED") {
+    json e = sub->ReadJson();
+    ASSERT_FALSE(e.is_null());
+    if (!e.contains("event")) {  // the reply, between the events
+      EXPECT_TRUE(e.contains("return")) << e.dump();
+      continue;
+    }
+    seen.push_back(e["event"] == "JOB_STATUS_CHANGE" ? e["data"]["status"].get<std::string>()
+                                                      : e["event"].get<std::string>());
+    EXPECT_TRUE(e.contains("timestamp"));
+  }
+  EXPECT_EQ(seen, (std::vector<std::string>{"created", "running", "ready", "BLOCK_JOB_READY", "waiting", "pending",
+                                            "BLOCK_JOB_PENDING", "BLOCK_JOB_COMPLETED"}));
+}
+
+TEST_F(ControlServerTest, StoppingTheServerEndsItsJobs) {
+  StartServer(64);
+  auto job = std::make_shared<CountingJob>(JobOptions{.id = "m0"}, CountingJobSpec{.gated = true});
+  ASSERT_OK(server_->jobs()->Start(job));
+  server_->Stop();  // as nbdkit's .cleanup: the job's thread ends here
+  EXPECT_TRUE(job->finished());
+  EXPECT_EQ(job->ends().aborts, 1);
 }
 
 TEST_F(ControlServerTest, PoolEventsComeThroughTheHandler) {

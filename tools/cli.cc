@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include "tools/cli_bitmap.h"
+#include "tools/cli_job.h"
 #include "tools/format.h"
 #include "tools/fs_test/launch.h"
 
@@ -42,6 +43,7 @@ struct Arguments {
   std::string count;
   std::uint64_t fault_id = 0;
   BitmapArguments bitmap;
+  JobArguments job;
 };
 
 void AddGlobalOptions(CLI::App& app, Arguments& a) {
@@ -237,6 +239,8 @@ bool BuildRequest(const std::string& command, const Arguments& a, Request* reque
     *request = MakeRequest("power-cut");
   } else if (command.rfind("bitmap ", 0) == 0) {
     return BuildBitmapRequest(command, a.bitmap, request, error);
+  } else if (IsJobCommand(command)) {
+    return BuildJobRequest(command, a.job, request, error);
   } else {
     *error = "unknown command '" + command + "'";
     return false;
@@ -267,6 +271,7 @@ std::string HumanReply(const Request& request, const json& result) {
   if (request.execute == "query-volumes") return FormatVolumeTable(result);
   if (request.execute == "query-faults") return FormatFaultTable(result);
   if (std::string table = FormatBitmapReply(request, result); !table.empty()) return table;
+  if (std::string text = FormatJobReply(request, result); !text.empty()) return text;
   return FormatConfirmation(request, result) + "\n";
 }
 
@@ -406,6 +411,7 @@ ParseResult ParseCommandLine(const std::vector<std::string>& args, const Environ
   AddOfflineCommands(app, a);
   AddFaultCommands(app, a);
   AddBitmapCommands(app, a.bitmap);
+  AddJobCommands(app, a.job);
 
   std::vector<const char*> argv = {"thinsim"};
   for (const std::string& arg : args) argv.push_back(arg.c_str());
@@ -422,7 +428,7 @@ ParseResult ParseCommandLine(const std::vector<std::string>& args, const Environ
   std::string error;
   const CLI::App* sub = app.get_subcommands().front();
   std::string command = sub->get_name();
-  // Two-word commands (fault add|remove|ls, bitmap ...) go by both words.
+  // Two-word commands (fault add|remove|ls, bitmap ..., job ...) go by both words.
   if (!sub->get_subcommands().empty()) command += " " + sub->get_subcommands().front()->get_name();
   // delta A B without a pool directory asks the running server (query-delta).
   const bool online_delta = command == "delta" && a.offline_args.size() == 2 && a.pool.empty();

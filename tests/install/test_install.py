@@ -128,6 +128,7 @@ def check_prefix_install(prefix, tmp):
             ("thinsim --socket %s set alpha reserve=f" % server.ctl, ["full"]),
             ("thinsim fs-test --fs x", ["xfs"]),
             ("thinsim fs-test two", ["two-tenants"]),
+            ("thinsim job ca", ["cancel"]),
             ("thinsim --socket %s/nothing-here ls " % tmp, []),
         ]
         for line, want in cases:
