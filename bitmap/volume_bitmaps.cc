@@ -90,6 +90,25 @@ Status VolumeBitmaps::Clear(std::string_view name) {
   return Status::OK();
 }
 
+Status VolumeBitmaps::ClearRanges(std::string_view name, const boost::icl::interval_set<uint64_t>& bytes) {
+  MutexLock lock(&mu_);
+  Entry* e = nullptr;
+  THINSIM_RETURN_IF_ERROR(Find(name, /*change=*/true, &e));
+  THINSIM_RETURN_IF_ERROR(RefuseInconsistent(name, *e));
+  // As Clear: fresh bits, so that a request in flight across the change
+  // marks them in AfterChange; once the old epoch has drained, the old
+  // bits are still and what they hold outside `bytes` is added back.
+  std::unique_ptr<DirtyBitmap> old =
+      std::exchange(e->bits, std::make_unique<DirtyBitmap>(size_, e->bits->granularity()));
+  PublishLocked();
+  DirtyBitmap kept(size_, old->granularity());
+  kept.Merge(*old);
+  for (const auto& r : bytes) kept.Clear(boost::icl::first(r), boost::icl::length(r));
+  e->bits->Merge(kept);
+  if (e->persisted) return ShrinkDurableLocked(*e->persisted, *e->bits);
+  return Status::OK();
+}
+
 Status VolumeBitmaps::Enable(std::string_view name) { return SetEnabled(name, true); }
 
 // Once Disable returns, no request marks the bitmap.

@@ -126,6 +126,10 @@ class VolumeBitmaps : public RequestObserver {
   // Forgets what the bitmap holds; requests in flight across the clear are
   // kept in it.
   Status Clear(std::string_view name) EXCLUDES(mu_);
+  // Forgets the granules lying wholly inside `bytes` (what a mirror job
+  // with bitmap-mode always has made current on its target), keeping the
+  // rest; requests in flight across it are kept, as with Clear.
+  Status ClearRanges(std::string_view name, const boost::icl::interval_set<uint64_t>& bytes) EXCLUDES(mu_);
   Status Enable(std::string_view name) EXCLUDES(mu_);
   Status Disable(std::string_view name) EXCLUDES(mu_);
   // ORs every source into `target` (granularities may differ). All or

@@ -239,6 +239,25 @@ TEST_F(VolumeBitmapsTest, RequestInFlightAcrossClearIsKept) {
   EXPECT_EQ(Dirty("live"), Ranges({{7 * k4K, 8 * k4K}}));
 }
 
+TEST_F(VolumeBitmapsTest, ClearRangesForgetsOnlyWholeGranulesInsideAndKeepsRequestsInFlight) {
+  ASSERT_OK(b_.Add("b", k4K, false, false));
+  Change(0, 4 * k4K);
+  Change(10 * k4K, k4K);
+  ChangeRequest a{Kind::kWrite, 2 * k4K, 10, nullptr};  // in flight across the clear, inside the range
+  ASSERT_OK(b_.BeforeChange(a));
+  uint64_t epoch = b_.TEST_epoch();
+  // [k4K + 1, 3 * k4K + 5) covers granule 2 only, wholly; 1 and 3 in part.
+  auto clear = std::async(std::launch::async, [this] { return b_.ClearRanges("b", Ranges({{k4K + 1, 3 * k4K + 5}})); });
+  AwaitEpochAfter(epoch);
+  ASSERT_OK(b_.AfterChange(a, Status::OK()));
+  ASSERT_OK(clear.get());
+  EXPECT_EQ(Dirty("b"), Ranges({{0, 4 * k4K}, {10 * k4K, 11 * k4K}}));  // granule 2: the request's
+  ASSERT_OK(b_.ClearRanges("b", Ranges({{k4K, 3 * k4K}})));
+  EXPECT_EQ(Dirty("b"), Ranges({{0, k4K}, {3 * k4K, 4 * k4K}, {10 * k4K, 11 * k4K}}));
+  ASSERT_OK(b_.SetBusy("b", true));
+  EXPECT_EQ(b_.ClearRanges("b", Ranges({{0, k4K}})).code(), ErrorCode::kBusy);
+}
+
 TEST_F(VolumeBitmapsTest, RequestAfterCutDoesNotWaitForOlderOne) {
   ASSERT_OK(b_.Add("live", k4K, false, false));
   ChangeRequest old{Kind::kWrite, 0, 1, nullptr};

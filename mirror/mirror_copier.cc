@@ -74,12 +74,13 @@ Status MirrorCopier::ProbeTargetZero() {
   return Status::OK();
 }
 
-void MirrorCopier::CopySome(uint64_t* copied, std::optional<Failure>* failure) {
+void MirrorCopier::CopySome(uint64_t* copied, std::optional<Failure>* failure, uint64_t budget) {
   *copied = 0;
   failure->reset();
-  while (*copied < options_.buf_size) {
+  if (budget == 0) budget = options_.buf_size;
+  while (*copied < budget) {
     // At most what is left of the budget (at least one granule).
-    const uint64_t most = std::min(max_io_, options_.buf_size - *copied);
+    const uint64_t most = std::min(max_io_, budget - *copied);
     uint64_t off = 0, len = 0;
     if (!dirty_.NextDirtyRun(cursor_, most, &off, &len) && !dirty_.NextDirtyRun(0, most, &off, &len)) {
       return;  // nothing dirty
@@ -181,7 +182,10 @@ boost::icl::interval_set<uint64_t> MirrorCopier::done() const {
 Status MirrorCopier::BeforeChange(const ChangeRequest& request) {
   // A provision moves no data: nothing for the target to learn.
   if (stopped_.load() || request.kind == ChangeRequest::Kind::kProvision) return Status::OK();
-  if (mode_.load() == CopyMode::kBackground) dirty_.Mark(request.offset, request.length);
+  if (mode_.load() == CopyMode::kBackground) {
+    dirty_.Mark(request.offset, request.length);
+    Dirtied();
+  }
   return Status::OK();
 }
 
@@ -190,6 +194,7 @@ Status MirrorCopier::AfterChange(const ChangeRequest& request, const Status& res
   if (!result.ok()) {
     // Some of its bytes may have changed before it failed.
     dirty_.Mark(request.offset, request.length);
+    Dirtied();
     return Status::OK();
   }
   if (mode_.load() == CopyMode::kWriteBlocking) WriteThrough(request);
@@ -207,8 +212,16 @@ void MirrorCopier::WriteThrough(const ChangeRequest& request) {
   }
   dirty_.Mark(request.offset, request.length);
   actively_synced_.store(false);
-  MutexLock lock(&mu_);
-  if (!active_failure_) active_failure_ = Failure{Side::kTarget, s};
+  {
+    MutexLock lock(&mu_);
+    if (!active_failure_) active_failure_ = Failure{Side::kTarget, s};
+  }
+  Dirtied();
+}
+
+void MirrorCopier::Dirtied() {
+  // One wake-up per sleep, not a lock per request.
+  if (wake_armed_.load(std::memory_order_relaxed) && wake_armed_.exchange(false) && wake_) wake_();
 }
 
 }  // namespace thinsim

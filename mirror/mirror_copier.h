@@ -50,6 +50,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 
@@ -99,9 +100,9 @@ class MirrorCopier final : public RequestObserver {
 
   // ---- The job's thread ----
   // Copies the next dirty runs after the last one copied (wrapping around),
-  // up to buf_size bytes; *copied says how many. On a failure the run stays
-  // (or is again) dirty and *failure says which side failed.
-  void CopySome(uint64_t* copied, std::optional<Failure>* failure);
+  // up to `budget` bytes (0: buf_size); *copied says how many. On a failure
+  // the run stays (or is again) dirty and *failure says which side failed.
+  void CopySome(uint64_t* copied, std::optional<Failure>* failure, uint64_t budget = 0);
   // Granules left to copy, in bytes.
   uint64_t dirty_bytes() const { return dirty_.DirtyBytes(); }
   // Flushes the target (what READY and completion need).
@@ -123,6 +124,10 @@ class MirrorCopier final : public RequestObserver {
   // Stops mirroring requests (they pass untouched from now on): for the
   // job's end, inside a point in time, before it detaches.
   void Stop() { stopped_.store(true); }
+  // Calls `wake` (once) when the next request dirties something: a job with
+  // nothing to copy sleeps until then. Set before the copier is attached.
+  void set_wake(std::function<void()> wake) { wake_ = std::move(wake); }
+  void WakeOnNextChange() { wake_armed_.store(true); }
 
   const NbdTarget& target() const { return *target_; }
   uint64_t granularity() const { return dirty_.granularity(); }
@@ -145,6 +150,8 @@ class MirrorCopier final : public RequestObserver {
   std::optional<Failure> CopyRun(uint64_t offset, uint64_t length);
   // A write-blocking request's target write, and what it means for the bits.
   void WriteThrough(const ChangeRequest& request) EXCLUDES(mu_);
+  // Something became dirty: wakes the job if it asked (WakeOnNextChange).
+  void Dirtied();
 
   Pool* const pool_;
   const std::shared_ptr<Volume> volume_;
@@ -157,6 +164,8 @@ class MirrorCopier final : public RequestObserver {
   std::atomic<CopyMode> mode_;
   std::atomic<bool> actively_synced_{false};
   std::atomic<bool> stopped_{false};
+  std::function<void()> wake_;
+  std::atomic<bool> wake_armed_{false};
   uint64_t cursor_ = 0;  // where the next CopySome looks first; the job's thread only
 
   mutable Mutex mu_;
