@@ -77,17 +77,9 @@ Status VolumeBitmaps::Remove(std::string_view name) {
 }
 
 Status VolumeBitmaps::Clear(std::string_view name) {
-  MutexLock lock(&mu_);
-  Entry* e = nullptr;
-  THINSIM_RETURN_IF_ERROR(Find(name, /*change=*/true, &e));
-  THINSIM_RETURN_IF_ERROR(RefuseInconsistent(name, *e));
-  // Fresh bits rather than clearing in place: a request in flight across
-  // the clear marks them in AfterChange, so it is not lost.
-  std::unique_ptr<DirtyBitmap> old =
-      std::exchange(e->bits, std::make_unique<DirtyBitmap>(size_, e->bits->granularity()));
-  PublishLocked();
-  if (e->persisted) return ShrinkDurableLocked(*e->persisted, *e->bits);
-  return Status::OK();
+  boost::icl::interval_set<uint64_t> everything;
+  everything += boost::icl::interval<uint64_t>::right_open(0, UINT64_MAX);  // clipped to the size
+  return ClearRanges(name, everything);
 }
 
 Status VolumeBitmaps::ClearRanges(std::string_view name, const boost::icl::interval_set<uint64_t>& bytes) {
@@ -95,9 +87,10 @@ Status VolumeBitmaps::ClearRanges(std::string_view name, const boost::icl::inter
   Entry* e = nullptr;
   THINSIM_RETURN_IF_ERROR(Find(name, /*change=*/true, &e));
   THINSIM_RETURN_IF_ERROR(RefuseInconsistent(name, *e));
-  // As Clear: fresh bits, so that a request in flight across the change
-  // marks them in AfterChange; once the old epoch has drained, the old
-  // bits are still and what they hold outside `bytes` is added back.
+  // Fresh bits rather than clearing in place, so that a request in flight
+  // across the change marks them in AfterChange; once the old epoch has
+  // drained, the old bits are still and what they hold outside `bytes` is
+  // added back.
   std::unique_ptr<DirtyBitmap> old =
       std::exchange(e->bits, std::make_unique<DirtyBitmap>(size_, e->bits->granularity()));
   PublishLocked();

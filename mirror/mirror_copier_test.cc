@@ -14,37 +14,21 @@
 #include <vector>
 
 #include "base/status_test_util.h"
-#include "mirror/testing/nbd_server.h"
+#include "mirror/testing/mirror_fixture.h"
 
 namespace thinsim {
 namespace {
 
 using testing::NbdServer;
 using Mode = MirrorCopier::CopyMode;
-constexpr uint32_t kBS = 4096;
-constexpr uint64_t kSize = 4 << 20;
 constexpr uint64_t kGran = 64 << 10;
 
-class MirrorCopierTest : public ::testing::Test {
+class MirrorCopierTest : public testing::MirrorFixture {
  protected:
-  void SetUp() override {
-    PoolOptions o;
-    o.block_size = kBS;
-    o.size = 64 << 20;
-    ASSERT_OK(Pool::Open(o, &pool_));
-    ASSERT_OK(pool_->CreateVolume("v", kSize, std::nullopt));
-    ASSERT_OK(pool_->OpenVolume("v", true, &v_));
-  }
   void TearDown() override {
     if (copier_) (void)pool_->DetachObserver("v", copier_.get());
-    if (v_) pool_->CloseVolume(v_, true);
-  }
-
-  // Starts an nbdkit target serving `plugin_args`.
-  const NbdServer& Serve(const std::vector<std::string>& plugin_args) {
-    server_ = std::make_unique<NbdServer>(NbdServer::Nbdkit(plugin_args));
-    EXPECT_TRUE(server_->ok()) << "nbdkit did not start";
-    return *server_;
+    copier_.reset();  // its connections close before the server stops
+    MirrorFixture::TearDown();
   }
   // A copier of v onto the server's export, attached when `attach`.
   void StartCopier(const NbdServer& server, Mode mode, bool attach = true, uint64_t buf_size = 256 << 10) {
@@ -69,29 +53,6 @@ class MirrorCopierTest : public ::testing::Test {
     }
     ASSERT_EQ(copier_->dirty_bytes(), 0u);
   }
-  void Write(uint64_t off, uint64_t len, uint8_t byte) {
-    std::vector<uint8_t> b(len, byte);
-    ASSERT_OK(pool_->Write(*v_, b.data(), len, off));
-  }
-  std::vector<uint8_t> Source() {
-    std::vector<uint8_t> b(kSize);
-    EXPECT_OK(pool_->Read(*v_, b.data(), kSize, 0));
-    return b;
-  }
-  // Reads the target through a connection of its own.
-  static std::vector<uint8_t> Target(const NbdServer& server) {
-    std::unique_ptr<NbdTarget> t;
-    EXPECT_OK(NbdTarget::Connect(server.Uri(), 1, &t));
-    std::vector<uint8_t> b(kSize);
-    if (t) EXPECT_OK(t->Read(b.data(), kSize, 0));
-    return b;
-  }
-
-  // Declared first: destroyed last, after the copier has closed its
-  // connections to it.
-  std::unique_ptr<NbdServer> server_;
-  std::unique_ptr<Pool> pool_;
-  std::shared_ptr<Volume> v_;
   std::shared_ptr<MirrorCopier> copier_;
 };
 
@@ -132,7 +93,7 @@ TEST_F(MirrorCopierTest, FullCopyWithWritesDuringItMakesTheTargetEqual) {
   Write(10 << 10, 100, 'c');      // already copied: dirty again
   Write(3 << 20, 1, 'd');         // not copied yet
   CopyAll();
-  EXPECT_EQ(Target(server), Source());
+  EXPECT_EQ(Target(), Source());
   EXPECT_TRUE(boost::icl::contains(copier_->done(), boost::icl::interval<uint64_t>::right_open(0, kSize)));
 }
 
@@ -144,7 +105,7 @@ TEST_F(MirrorCopierTest, ZeroChunksAreNotWrittenWhereTheTargetReadsZero) {
   StartCopier(server, Mode::kBackground);
   copier_->dirty().MarkAll();
   CopyAll();
-  EXPECT_EQ(Target(server), Source());
+  EXPECT_EQ(Target(), Source());
 }
 
 TEST_F(MirrorCopierTest, HolesBecomeZeroesOnATargetThatHeldData) {
@@ -159,7 +120,7 @@ TEST_F(MirrorCopierTest, HolesBecomeZeroesOnATargetThatHeldData) {
   StartCopier(server, Mode::kBackground);
   copier_->dirty().MarkAll();
   CopyAll();
-  EXPECT_EQ(Target(server), Source());
+  EXPECT_EQ(Target(), Source());
 }
 
 TEST_F(MirrorCopierTest, WriteBlockingKeepsTheTargetEqualAtEveryAcknowledgement) {
@@ -169,13 +130,13 @@ TEST_F(MirrorCopierTest, WriteBlockingKeepsTheTargetEqualAtEveryAcknowledgement)
   EXPECT_TRUE(copier_->actively_synced());
   Write(5000, 100, 'p');             // inside one granule
   Write(kGran - 10, kGran + 20, 'q');  // across three, one whole
-  EXPECT_EQ(Target(server), Source());
+  EXPECT_EQ(Target(), Source());
   ASSERT_OK(pool_->Zero(*v_, 300, 5010, Pool::kMayTrim));
-  EXPECT_EQ(Target(server), Source());
+  EXPECT_EQ(Target(), Source());
   ASSERT_OK(pool_->Trim(*v_, 2 * kGran, kGran));
-  EXPECT_EQ(Target(server), Source());
+  EXPECT_EQ(Target(), Source());
   ASSERT_OK(pool_->Provision("v", 3 << 20, kGran));
-  EXPECT_EQ(Target(server), Source());
+  EXPECT_EQ(Target(), Source());
   EXPECT_EQ(copier_->dirty_bytes(), 0u);
   EXPECT_TRUE(copier_->actively_synced());
 }
@@ -242,7 +203,7 @@ TEST_F(MirrorCopierTest, WritersRacingTheBackgroundCopyLeaveTheTargetEqual) {
   for (auto& t : writers) t.join();
   CopyAll();
   EXPECT_EQ(copier_->copy_mode(), Mode::kWriteBlocking);
-  EXPECT_EQ(Target(server), Source());
+  EXPECT_EQ(Target(), Source());
 }
 
 }  // namespace

@@ -15,24 +15,15 @@
 
 #include "base/status_test_util.h"
 #include "job/job_registry.h"
-#include "mirror/testing/nbd_server.h"
+#include "mirror/testing/mirror_fixture.h"
 
 namespace thinsim {
 namespace {
 
-using testing::NbdServer;
-constexpr uint32_t kBS = 4096;
-constexpr uint64_t kSize = 4 << 20;
-
-class MirrorJobTest : public ::testing::Test {
+class MirrorJobTest : public testing::MirrorFixture {
  protected:
   void SetUp() override {
-    PoolOptions o;
-    o.block_size = kBS;
-    o.size = 64 << 20;
-    ASSERT_OK(Pool::Open(o, &pool_));
-    ASSERT_OK(pool_->CreateVolume("v", kSize, std::nullopt));
-    ASSERT_OK(pool_->OpenVolume("v", true, &v_));
+    MirrorFixture::SetUp();
     bitmaps_ = std::make_unique<BitmapRegistry>(pool_.get());
     registry_ = std::make_unique<JobRegistry>([this](const std::string& name, const nlohmann::json& data) {
       std::lock_guard lock(events_mu_);
@@ -41,13 +32,8 @@ class MirrorJobTest : public ::testing::Test {
   }
   void TearDown() override {
     registry_.reset();  // cancels and joins every job first
-    if (v_) pool_->CloseVolume(v_, true);
-  }
-
-  const NbdServer& Serve(const std::vector<std::string>& plugin_args) {
-    server_ = std::make_unique<NbdServer>(NbdServer::Nbdkit(plugin_args));
-    EXPECT_TRUE(server_->ok()) << "nbdkit did not start";
-    return *server_;
+    job_.reset();       // its connections close before the server stops
+    MirrorFixture::TearDown();
   }
   MirrorOptions Options(SyncMode sync = SyncMode::kFull) {
     MirrorOptions o;
@@ -67,22 +53,6 @@ class MirrorJobTest : public ::testing::Test {
     EXPECT_OK(registry_->Start(mj, &id));
     job_ = mj;
     return id;
-  }
-  void Write(uint64_t off, uint64_t len, uint8_t byte) {
-    std::vector<uint8_t> b(len, byte);
-    ASSERT_OK(pool_->Write(*v_, b.data(), len, off));
-  }
-  std::vector<uint8_t> Source() {
-    std::vector<uint8_t> b(kSize);
-    EXPECT_OK(pool_->Read(*v_, b.data(), kSize, 0));
-    return b;
-  }
-  std::vector<uint8_t> Target() {
-    std::unique_ptr<NbdTarget> t;
-    EXPECT_OK(NbdTarget::Connect(server_->Uri(), 1, &t));
-    std::vector<uint8_t> b(kSize);
-    if (t) EXPECT_OK(t->Read(b.data(), kSize, 0));
-    return b;
   }
   // The last started job, also once the registry has forgotten it.
   JobInfo Info() { return job_->Query(); }
@@ -108,9 +78,6 @@ class MirrorJobTest : public ::testing::Test {
     return set;
   }
 
-  std::unique_ptr<NbdServer> server_;  // first: outlives every connection to it
-  std::unique_ptr<Pool> pool_;
-  std::shared_ptr<Volume> v_;
   std::unique_ptr<BitmapRegistry> bitmaps_;
   std::unique_ptr<JobRegistry> registry_;
   std::shared_ptr<MirrorJob> job_;
