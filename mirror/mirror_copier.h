@@ -105,6 +105,8 @@ class MirrorCopier final : public RequestObserver {
   void CopySome(uint64_t* copied, std::optional<Failure>* failure, uint64_t budget = 0);
   // Granules left to copy, in bytes.
   uint64_t dirty_bytes() const { return dirty_.DirtyBytes(); }
+  // Reconnects the target's dead connections (NbdTarget::Reconnect).
+  Status ReconnectTarget() { return target_->Reconnect(); }
   // Flushes the target (what READY and completion need).
   Status FlushTarget() { return target_->Flush(); }
   // Waits until no target write is in flight.

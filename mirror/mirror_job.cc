@@ -169,7 +169,11 @@ bool MirrorJob::Handle(const MirrorCopier::Failure& failure, Status* result) {
       WaitForWakeup(kIgnoredErrorBackoff);  // the run is dirty again: retried later
       return true;
     case JobErrorAction::kStop:
-      return !cancelled();  // resumed: retry
+      if (cancelled()) return false;
+      // Resumed: retry, on new connections if the target went away and
+      // came back (a failure again pauses again).
+      if (failure.side == MirrorCopier::Side::kTarget) (void)copier_->ReconnectTarget();
+      return true;
   }
   return true;
 }

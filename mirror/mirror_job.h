@@ -9,7 +9,8 @@
 //   2. copies dirty runs, buf-size at a time, under the speed limit, with a
 //      pause point between steps; a failed read applies on-source-error, a
 //      failed target write (also one a write-blocking request met)
-//      on-target-error;
+//      on-target-error; a job stopped by a target error reconnects to the
+//      target when resumed;
 //   3. with nothing dirty: flushes the target and goes READY (then, in
 //      write-blocking mode, actively synced); sleeps until a write dirties
 //      something again;

@@ -251,6 +251,41 @@ TEST_F(MirrorJobTest, ATargetFullOfEnospcPausesTheJobUntilResumed) {
   rmdir(tmpl);
 }
 
+TEST_F(MirrorJobTest, ATargetThatGoesAwayFailsTheJobOrUnderStopWaitsForResumeAndReconnects) {
+  Write(0, kSize, 'g');
+  char tmpl[] = "/tmp/thinsim-file-XXXXXX";
+  ASSERT_NE(mkdtemp(tmpl), nullptr);
+  const std::string disk = std::string(tmpl) + "/disk";
+  ASSERT_EQ(truncate((std::ofstream(disk), disk.c_str()), kSize), 0);
+  Serve({"file", disk});  // keeps what it got across a restart
+  MirrorOptions o = Options();
+  o.buf_size = 64 << 10;
+  JobOptions job;
+  job.speed = 1 << 20;  // four seconds: the server goes away meanwhile
+  job.on_target_error = JobErrorPolicy::kStop;
+  Start(o, job);
+  for (int i = 0; i < 500 && Info().current_progress == 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  server_->Kill();
+  ASSERT_TRUE(job_->WaitForStatus(JobStatus::kPaused));
+  EXPECT_TRUE(HasEvent("BLOCK_JOB_ERROR"));
+  ASSERT_TRUE(server_->Restart());
+  ASSERT_OK(job_->SetSpeed(0));
+  ASSERT_OK(job_->Resume());
+  ASSERT_TRUE(job_->WaitForStatus(JobStatus::kReady));
+  ASSERT_OK(job_->Complete());
+  job_->WaitFinished();
+  EXPECT_EQ(Target(), Source());
+
+  // Under report (the default) the job fails, naming the target.
+  job.on_target_error = JobErrorPolicy::kReport;
+  Start(o, job);
+  for (int i = 0; i < 500 && Info().current_progress == 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  server_->Kill();
+  job_->WaitFinished();
+  EXPECT_NE(Info().error.find(server_->socket()), std::string::npos) << Info().error;
+  std::filesystem::remove_all(tmpl);
+}
+
 TEST_F(MirrorJobTest, RefusalsNameWhatIsWrong) {
   Serve({"--filter=blocksize-policy", "memory", "4M", "blocksize-preferred=64K"});
   std::shared_ptr<MirrorJob> mj;

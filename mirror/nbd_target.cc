@@ -133,9 +133,10 @@ Status NbdTarget::Connect(const std::string& uri, size_t connections, std::uniqu
 }
 
 NbdTarget::NbdTarget(std::string uri, Info info, std::vector<nbd_handle*> handles)
-    : uri_(std::move(uri)), info_(info), handles_(std::move(handles)), free_(handles_) {}
+    : uri_(std::move(uri)), info_(info), handles_(std::move(handles)), nr_handles_(handles_.size()), free_(handles_) {}
 
 NbdTarget::~NbdTarget() {
+  MutexLock lock(&mu_);  // every call has returned: nobody else holds it
   for (nbd_handle* h : handles_) {
     nbd_shutdown(h, 0);  // a clean NBD_CMD_DISC; errors do not matter any more
     nbd_close(h);
@@ -156,6 +157,32 @@ void NbdTarget::Give(nbd_handle* h) {
     free_.push_back(h);
   }
   free_cv_.Signal();
+}
+
+Status NbdTarget::Reconnect() {
+  // Every connection, each once it is free, so that none is in use.
+  std::vector<nbd_handle*> taken;
+  for (size_t i = 0; i < nr_handles_; ++i) taken.push_back(Take());
+  Status result;
+  for (nbd_handle*& h : taken) {
+    nbd_handle* fresh = nullptr;
+    Status s = Open(uri_, &fresh);
+    if (!s.ok()) {
+      result = s;
+      continue;
+    }
+    if (nbd_get_size(fresh) != static_cast<int64_t>(info_.size)) {
+      nbd_close(fresh);
+      result = Status::Invalid("NBD target '" + uri_ + "' came back with another size");
+      continue;
+    }
+    MutexLock lock(&mu_);
+    std::replace(handles_.begin(), handles_.end(), h, fresh);
+    nbd_close(h);
+    h = fresh;
+  }
+  for (nbd_handle* h : taken) Give(h);
+  return result;
 }
 
 Status NbdTarget::LastError(const char* op, uint64_t length, uint64_t offset) const {

@@ -70,7 +70,7 @@ class NbdTarget {
 
   const std::string& uri() const { return uri_; }
   const Info& info() const { return info_; }
-  size_t connections() const { return handles_.size(); }
+  size_t connections() const { return nr_handles_; }
 
   Status Write(const void* buf, uint64_t length, uint64_t offset);
   Status Read(void* buf, uint64_t length, uint64_t offset);
@@ -79,6 +79,15 @@ class NbdTarget {
   // written). `may_trim`: the server may punch a hole instead (no NO_HOLE).
   Status Zero(uint64_t length, uint64_t offset, bool fast, bool may_trim);
   Status Flush();
+  // Replaces every connection with a new one to the same URI, once no call
+  // is in flight on it: after a server went away and came back, an idle
+  // connection does not know it is dead until a call fails on it.
+  // Unavailable, with libnbd's reason, if the server is still unreachable
+  // (the old connections stay, and calls on dead ones keep failing with
+  // IO); Invalid if it came back with another size. A job under
+  // on-target-error=stop calls it when resumed, so that job-resume
+  // reconnects.
+  Status Reconnect() EXCLUDES(mu_);
   // Whether every byte of the range reads as zero by the server's block
   // status (base:allocation ZERO flag). False, not an error, when the server
   // has no block status: the caller then writes.
@@ -97,7 +106,8 @@ class NbdTarget {
 
   const std::string uri_;
   const Info info_;
-  const std::vector<nbd_handle*> handles_;  // all of them, closed by the destructor
+  std::vector<nbd_handle*> handles_ GUARDED_BY(mu_);  // all of them, closed by the destructor
+  const size_t nr_handles_;
 
   Mutex mu_;
   CondVar free_cv_;

@@ -116,7 +116,7 @@ TEST(NbdTargetTest, ATargetThatGoesAwayFailsCallsCleanly) {
   NbdServer server(NbdServer::Nbdkit({"memory", "1M"}));
   auto t = ConnectOrFail(server);
   ASSERT_TRUE(t);
-  server.Stop();
+  server.Kill();
   std::vector<uint8_t> data(4096, 'g');
   Status s = t->Write(data.data(), data.size(), 0);
   EXPECT_EQ(s.code(), ErrorCode::kIO) << s.ToString();

@@ -46,14 +46,8 @@ class NbdServer {
       if (a == kSocket) a = socket_;
       if (a == kPidFile) a = pidfile_;
     }
-    std::vector<char*> args;
-    for (auto& a : argv) args.push_back(a.data());
-    args.push_back(nullptr);
-    if (posix_spawnp(&pid_, args[0], nullptr, nullptr, args.data(), environ) != 0) {
-      pid_ = -1;
-      return;
-    }
-    for (int i = 0; i < 1000 && !Listening(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    argv_ = std::move(argv);
+    Spawn();
   }
   ~NbdServer() {
     Stop();
@@ -67,7 +61,25 @@ class NbdServer {
   // The URI of export `name` ("" for the default export).
   std::string Uri(const std::string& name = "") const { return "nbd+unix:///" + name + "?socket=" + socket_; }
 
-  // Stops the server now (a target that goes away).
+  // Starts the server again on the same socket (a target that comes back).
+  bool Restart() {
+    Kill();
+    std::filesystem::remove(pidfile_);
+    std::filesystem::remove(socket_);
+    Spawn();
+    return ok();
+  }
+
+  // Kills the server at once (a target that crashes or goes away).
+  void Kill() {
+    if (pid_ <= 0) return;
+    kill(pid_, SIGKILL);
+    waitpid(pid_, nullptr, 0);
+    pid_ = -1;
+  }
+
+  // Stops the server (SIGTERM; SIGKILL after 5 s: nbdkit waits for its
+  // clients to go).
   void Stop() {
     if (pid_ <= 0) return;
     kill(pid_, SIGTERM);
@@ -87,11 +99,22 @@ class NbdServer {
   static constexpr const char* kPidFile = "@PIDFILE@";
 
  private:
+  void Spawn() {
+    std::vector<char*> args;
+    for (auto& a : argv_) args.push_back(a.data());
+    args.push_back(nullptr);
+    if (posix_spawnp(&pid_, args[0], nullptr, nullptr, args.data(), environ) != 0) {
+      pid_ = -1;
+      return;
+    }
+    for (int i = 0; i < 1000 && !Listening(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
   bool Listening() const {
     struct stat st;
     return !pidfile_.empty() && stat(pidfile_.c_str(), &st) == 0 && st.st_size > 0;
   }
 
+  std::vector<std::string> argv_;
   std::string dir_;
   std::string socket_;
   std::string pidfile_;
