@@ -52,7 +52,7 @@ _thinsim()
     ((continuing)) && prev="${args[-2]:-}"
 
     local commands="status ls events create delete resize set activate deactivate
-        provision snapshot grow commit fault power-cut bitmap jobs job fs-test check dump restore repair delta"
+        provision snapshot grow commit fault power-cut bitmap mirror jobs job fs-test check dump restore repair delta"
     local globals="--socket --pool --json --timeout --help"
     local strategies="none provision volume full"
 
@@ -88,6 +88,11 @@ _thinsim()
         --op) COMPREPLY=($(compgen -W "read write flush discard sync any" -- "$cur")); return ;;
         --errno) COMPREPLY=($(compgen -W "EIO ENOSPC EDQUOT EROFS EOPNOTSUPP EPERM ENOMEM" -- "$cur")); return ;;
         --offset|--length|--probability|--count|--granularity) return ;;
+        --sync) COMPREPLY=($(compgen -W "full top none incremental" -- "$cur")); return ;;
+        --bitmap-mode) COMPREPLY=($(compgen -W "on-success always never" -- "$cur")); return ;;
+        --copy-mode) COMPREPLY=($(compgen -W "background write-blocking" -- "$cur")); return ;;
+        --on-source-error|--on-target-error) COMPREPLY=($(compgen -W "report ignore stop enospc" -- "$cur")); return ;;
+        --bitmap|--buf-size|--speed|--job-id) return ;;
     esac
 
     if [[ -z "$command" ]]; then
@@ -125,6 +130,8 @@ _thinsim()
             fault) opts+=" --layer --op --errno --offset --length --probability --count" ;;
             bitmap) opts+=" --granularity --disabled --persistent --offset --length" ;;
             job) opts+=" --force" ;;
+            mirror) opts+=" --sync --bitmap --bitmap-mode --copy-mode --granularity --buf-size --speed --job-id
+                --on-source-error --on-target-error --target-is-zero --wait" ;;
         esac
         COMPREPLY=($(compgen -W "$opts" -- "$cur"))
         return

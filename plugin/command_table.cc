@@ -17,6 +17,7 @@ constexpr void (*kDomains[])(CommandTable*) = {
     RegisterBitmapCommands,
     RegisterTransactionCommands,
     RegisterJobCommands,
+    RegisterMirrorCommands,
 };
 
 }  // namespace

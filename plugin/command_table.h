@@ -113,6 +113,7 @@ void RegisterFaultCommands(CommandTable* table);   // commands_fault.cc
 void RegisterBitmapCommands(CommandTable* table);  // commands_bitmap.cc
 void RegisterTransactionCommands(CommandTable* table);  // commands_transaction.cc
 void RegisterJobCommands(CommandTable* table);     // commands_job.cc
+void RegisterMirrorCommands(CommandTable* table);  // commands_mirror.cc
 
 }  // namespace thinsim
 

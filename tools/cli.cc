@@ -3,14 +3,18 @@
 #include <algorithm>
 #include <cstdlib>
 #include <exception>
+#include <iostream>
 #include <ostream>
 #include <stdexcept>
+
+#include <unistd.h>
 
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
 #include "tools/cli_bitmap.h"
 #include "tools/cli_job.h"
+#include "tools/cli_mirror.h"
 #include "tools/format.h"
 #include "tools/fs_test/launch.h"
 
@@ -44,6 +48,7 @@ struct Arguments {
   std::uint64_t fault_id = 0;
   BitmapArguments bitmap;
   JobArguments job;
+  MirrorArguments mirror;
 };
 
 void AddGlobalOptions(CLI::App& app, Arguments& a) {
@@ -241,6 +246,8 @@ bool BuildRequest(const std::string& command, const Arguments& a, Request* reque
     return BuildBitmapRequest(command, a.bitmap, request, error);
   } else if (IsJobCommand(command)) {
     return BuildJobRequest(command, a.job, request, error);
+  } else if (command == "mirror") {
+    *request = BuildMirrorRequest(a.mirror);
   } else {
     *error = "unknown command '" + command + "'";
     return false;
@@ -272,6 +279,7 @@ std::string HumanReply(const Request& request, const json& result) {
   if (request.execute == "query-faults") return FormatFaultTable(result);
   if (std::string table = FormatBitmapReply(request, result); !table.empty()) return table;
   if (std::string text = FormatJobReply(request, result); !text.empty()) return text;
+  if (request.execute == "mirror-start") return "started mirror job " + result.value("id", "") + "\n";
   return FormatConfirmation(request, result) + "\n";
 }
 
@@ -412,6 +420,7 @@ ParseResult ParseCommandLine(const std::vector<std::string>& args, const Environ
   AddFaultCommands(app, a);
   AddBitmapCommands(app, a.bitmap);
   AddJobCommands(app, a.job);
+  AddMirrorCommands(app, a.mirror);
 
   std::vector<const char*> argv = {"thinsim"};
   for (const std::string& arg : args) argv.push_back(arg.c_str());
@@ -453,6 +462,7 @@ ParseResult ParseCommandLine(const std::vector<std::string>& args, const Environ
     err << "thinsim: " << error << "\n";
     return {std::nullopt, kExitUsage};
   }
+  invocation.wait_for_job = command == "mirror" && a.mirror.wait;
   if (!BuildRequest(command, a, &invocation.request, &error) ||
       !ResolveSocketPath(a.socket, a.pool, env, &invocation.socket_path, &error)) {
     err << "thinsim: " << error << "\n";
@@ -496,6 +506,11 @@ int Execute(const Invocation& invocation, std::ostream& out, std::ostream& err) 
     return StreamEvents(&client, invocation.json, out, err);
   }
   if (invocation.request.execute == "query-delta") return PrintOnlineDelta(reply.value, invocation.json, out, err);
+  if (invocation.wait_for_job) {
+    const bool tty = &out == &std::cout && isatty(STDOUT_FILENO) == 1;
+    return WaitForMirror(&client, reply.value.value("id", ""), invocation.json, tty, std::chrono::milliseconds(200),
+                         out, err);
+  }
   std::string text;
   try {
     text = invocation.json ? CompactJson(reply.value) + "\n"

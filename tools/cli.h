@@ -45,6 +45,7 @@ struct Invocation {
   std::chrono::milliseconds timeout{60000};  // 0: wait forever
   Request request;
   std::optional<offline::OfflineCommand> offline;  // set: no socket is used
+  bool wait_for_job = false;  // mirror --wait: follow the started job to its end
 };
 
 // The outcome of ParseCommandLine: an invocation to run, or the exit status

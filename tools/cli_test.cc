@@ -23,6 +23,7 @@
 #include <nlohmann/json.hpp>
 
 #include "tools/cli.h"
+#include "tools/cli_mirror.h"
 #include "tools/control_client.h"
 #include "tools/format.h"
 
@@ -288,6 +289,28 @@ TEST(FormatServerErrorTest, DescAndClass) {
 
 // ---------------------------------------------------------------------------
 // Argument -> request translation.
+
+TEST(ParseCommandLineTest, MirrorBuildsMirrorStartAndWaitKeepsTheJobUntilRead) {
+  Invocation inv = MustParse({"--socket", "/s", "mirror", "v", "nbd://host/x", "--sync", "top", "--speed", "10M",
+                              "--copy-mode", "write-blocking", "--target-is-zero", "--wait"});
+  EXPECT_EQ(inv.request.execute, "mirror-start");
+  EXPECT_EQ(inv.request.arguments, json({{"volume", "v"}, {"target", "nbd://host/x"}, {"sync", "top"},
+                                         {"speed", "10M"}, {"copy-mode", "write-blocking"},
+                                         {"target-is-zero", true}, {"auto-dismiss", false}}));
+  EXPECT_TRUE(inv.wait_for_job);
+  inv = MustParse({"--socket", "/s", "mirror", "v", "nbd://host/x"});
+  EXPECT_EQ(inv.request.arguments, json({{"volume", "v"}, {"target", "nbd://host/x"}, {"sync", "full"}}));
+  EXPECT_FALSE(inv.wait_for_job);
+}
+
+TEST(MirrorProgressTest, LineForATerminalAndForJson) {
+  json job = {{"id", "job0"}, {"status", "running"}, {"current-progress", 1 << 20}, {"total-progress", 4 << 20}};
+  EXPECT_EQ(ProgressLine(job, 1 << 20, false), "job0: running  1M/4M (25.0%)  1M/s  ETA 3s");
+  EXPECT_EQ(ProgressLine(job, -1, false), "job0: running  1M/4M (25.0%)  -  ETA -");
+  json line = json::parse(ProgressLine(job, 1 << 20, true));
+  EXPECT_EQ(line["eta-seconds"], 3.0);
+  EXPECT_EQ(line["current-progress"], 1 << 20);
+}
 
 TEST(ParseTest, MultiSnapshotReadOnly) {
   Invocation inv = MustParse({"--socket", "/s", "snapshot", "A:A1", "B:B1", "--read-only"});
