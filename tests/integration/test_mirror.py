@@ -145,6 +145,33 @@ class Mirror(lib.TestCase):
             time.sleep(0.05)
         self.assertEqual(mem.read(), h.pread(VOL, 0))
 
+    def test_a_thinsim_target_pool_that_fills_pauses_the_job_until_it_grows(self):
+        """iotest 248 with a thinsim target: ENOSPC under on-target-error=enospc
+        pauses the job; after `thinsim grow` on the target, job resume
+        finishes it with the target identical."""
+        h = self.srv.connect("v")
+        self.write_random(h, random.Random(4), 60)
+        h.flush()
+        self.srv.disconnect(h)
+        tgt = self.start_server("size=4M", "volume=t:8M", "when-full=error")
+        uri = "nbd+unix:///t?socket=" + tgt.sock
+        self.srv.cli("mirror", "v", uri, "--on-target-error", "enospc", "--job-id", "fill")
+        deadline = time.monotonic() + 60
+        while self.srv.cli("jobs")[0]["status"] != "paused":
+            self.assertLess(time.monotonic(), deadline, "the job did not pause on ENOSPC")
+            time.sleep(0.05)
+        tgt.cli("grow", "16M")
+        self.srv.cli_text("job", "resume", "fill")
+        while self.srv.cli("jobs")[0]["status"] != "ready":
+            self.assertLess(time.monotonic(), deadline, "the job did not get ready after the grow")
+            time.sleep(0.05)
+        self.srv.cli_text("job", "complete", "fill")
+        while self.srv.cli("jobs"):
+            self.assertLess(time.monotonic(), deadline, "the job did not end")
+            time.sleep(0.05)
+        t = tgt.connect("t")
+        self.assertEqual(t.pread(VOL, 0), self.volume())
+
     def test_refusals_name_what_is_wrong(self):
         mem = self.memory_target("--filter=blocksize-policy", "blocksize-preferred=256K")
         r = self.srv.cli_run("mirror", "v", mem.uri, "--granularity", "64K", json_output=False)
