@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -52,6 +53,7 @@ MirrorCopier::MirrorCopier(Pool* pool, std::shared_ptr<Volume> volume, std::uniq
       max_io_(std::max<uint64_t>(options.granularity,
                                  target_->info().max_block != 0 ? std::min(kMaxIo, target_->info().max_block)
                                                                  : kMaxIo)),
+      parallel_(std::max<size_t>(1, target_->connections())),
       dirty_(target_->info().size, options.granularity),
       mode_(options.copy_mode) {}
 
@@ -78,18 +80,45 @@ void MirrorCopier::CopySome(uint64_t* copied, std::optional<Failure>* failure, u
   *copied = 0;
   failure->reset();
   if (budget == 0) budget = options_.buf_size;
-  while (*copied < budget) {
-    // At most what is left of the budget (at least one granule).
-    const uint64_t most = std::min(max_io_, budget - *copied);
-    uint64_t off = 0, len = 0;
-    if (!dirty_.NextDirtyRun(cursor_, most, &off, &len) && !dirty_.NextDirtyRun(0, most, &off, &len)) {
-      return;  // nothing dirty
+  while (*copied < budget && !*failure) {
+    const std::vector<Run> batch = NextBatch(budget - *copied);
+    if (batch.empty()) return;  // nothing dirty
+    std::vector<std::optional<Failure>> results(batch.size());
+    {
+      // One run per target connection at once; this thread copies the first.
+      std::vector<std::jthread> helpers;
+      for (size_t i = 1; i < batch.size(); ++i) {
+        helpers.emplace_back([&, i] { results[i] = CopyRun(batch[i].offset, batch[i].length); });
+      }
+      results[0] = CopyRun(batch[0].offset, batch[0].length);
     }
-    *failure = CopyRun(off, len);
-    if (*failure) return;
-    *copied += len;
-    cursor_ = off + len;
+    for (size_t i = 0; i < batch.size(); ++i) {
+      if (!results[i]) {
+        *copied += batch[i].length;
+      } else if (!*failure) {
+        *failure = std::move(results[i]);
+      }
+    }
+    cursor_ = batch.back().offset + batch.back().length;
   }
+}
+
+std::vector<MirrorCopier::Run> MirrorCopier::NextBatch(uint64_t budget) const {
+  std::vector<Run> batch;
+  uint64_t from = cursor_, planned = 0;
+  while (batch.size() < parallel_ && planned < budget) {
+    // At most what is left of the budget (at least one granule).
+    const uint64_t most = std::min(max_io_, budget - planned);
+    Run r;
+    if (!dirty_.NextDirtyRun(from, most, &r.offset, &r.length)) {
+      // Wrap around only for the first run: later ones must not meet it.
+      if (!batch.empty() || from == 0 || !dirty_.NextDirtyRun(0, most, &r.offset, &r.length)) break;
+    }
+    batch.push_back(r);
+    planned += r.length;
+    from = r.offset + r.length;
+  }
+  return batch;
 }
 
 std::optional<MirrorCopier::Failure> MirrorCopier::CopyRun(uint64_t offset, uint64_t length) {

@@ -16,7 +16,8 @@
 //     data write), so zero chunks are skipped where the target already reads
 //     zero.
 //
-// The background copy (CopySome) takes the next run of dirty granules,
+// The background copy (CopySome) takes the next runs of dirty granules (as
+// many at once as the target has connections, each on its own thread),
 // reads it with Pool::CopyRead, which clears the run's dirty bits while it
 // still holds the volume's range lock - so a request that changes those
 // bytes either came before the read (its bytes are in the copy) or marks
@@ -53,6 +54,7 @@
 #include <functional>
 #include <memory>
 #include <optional>
+#include <vector>
 
 #include <boost/icl/interval_set.hpp>
 
@@ -148,7 +150,15 @@ class MirrorCopier final : public RequestObserver {
   // Zeroes on the target: fast if it can, else a plain zero, else zero bytes.
   Status ZeroTarget(uint64_t offset, uint64_t length);
   bool TargetReadsZero(uint64_t offset, uint64_t length) const EXCLUDES(mu_);
-  // One run of the background copy.
+  struct Run {
+    uint64_t offset = 0;
+    uint64_t length = 0;
+  };
+  // The next dirty runs from cursor_ (wrapping around for the first), in
+  // order and disjoint, at most one per target connection and `budget`
+  // bytes in all.
+  std::vector<Run> NextBatch(uint64_t budget) const;
+  // One run of the background copy; several may run at once (disjoint).
   std::optional<Failure> CopyRun(uint64_t offset, uint64_t length);
   // A write-blocking request's target write, and what it means for the bits.
   void WriteThrough(const ChangeRequest& request) EXCLUDES(mu_);
@@ -159,7 +169,8 @@ class MirrorCopier final : public RequestObserver {
   const std::shared_ptr<Volume> volume_;
   const std::unique_ptr<NbdTarget> target_;
   const Options options_;
-  const uint64_t max_io_;  // bytes per target call
+  const uint64_t max_io_;    // bytes per target call
+  const size_t parallel_;    // runs copied at once: the target's connections
 
   DirtyBitmap dirty_;
   InFlightRanges in_flight_;

@@ -131,12 +131,27 @@ class NullStore final : public DataStore {
   Status Flush() override { return Status::OK(); }
 };
 
+#if defined(__SANITIZE_THREAD__)
+#define THINSIM_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define THINSIM_TSAN 1
+#endif
+#endif
+
 // How much address space a memory pool reserves for growing: room for the
 // pool to grow fourfold, at least 1 TiB, but never more than 64 TiB (half of
-// the x86-64 user address space).
+// the x86-64 user address space). Under ThreadSanitizer, whose application
+// ranges hold about 1.5 TiB in all (so a 1 TiB reservation fits or not
+// depending on where ASLR put the libraries), at least 16 GiB instead.
 uint64_t MemoryReservation(uint64_t bytes) {
   constexpr uint64_t kTiB = 1ull << 40;
-  uint64_t want = std::max(bytes * 4, kTiB);
+#ifdef THINSIM_TSAN
+  constexpr uint64_t kLeast = 16ull << 30;
+#else
+  constexpr uint64_t kLeast = kTiB;
+#endif
+  uint64_t want = std::max(bytes * 4, kLeast);
   return std::max(bytes, std::min(want, 64 * kTiB));
 }
 
