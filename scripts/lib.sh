@@ -18,7 +18,7 @@ THINSIM_DEPS=(
   nbdkit nbdkit-plugin-dev libnbd-dev libnbd-bin python3-libnbd
   libboost-dev nlohmann-json3-dev libcli11-dev
   libgtest-dev libgmock-dev libbenchmark-dev
-  fuse3 e2fsprogs xfsprogs btrfs-progs fio qemu-utils jq socat util-linux
+  fuse3 e2fsprogs xfsprogs btrfs-progs fio qemu-utils qemu-system-common jq socat util-linux
   clang libclang-rt-14-dev
 )
 
