@@ -114,6 +114,8 @@ bool BuildJobRequest(const std::string& command, const JobArguments& a, Request*
 
 std::string FormatJobReply(const Request& request, const json& result) {
   if (request.execute == "query-jobs") return FormatJobTable(result);
+  // Only the job verbs: other commands' "id" may be a number (fault-remove).
+  if (request.execute.rfind("job-", 0) != 0) return "";
   return Confirmation(request);
 }
 

@@ -83,6 +83,7 @@ TEST(JobCliTest, VerbsConfirmInOneLine) {
   EXPECT_EQ(said("job-set-speed", {{"id", "m0"}, {"speed", "0"}}), "job m0: speed unlimited\n");
   EXPECT_EQ(said("job-change", {{"id", "m0"}, {"copy-mode", "write-blocking"}}), "changed job m0\n");
   EXPECT_EQ(said("query-volumes", json::object()), "");  // not ours
+  EXPECT_EQ(said("fault-remove", {{"id", 1}}), "");       // another command's numeric id
 }
 
 }  // namespace
