@@ -143,6 +143,11 @@ std::optional<MirrorCopier::Failure> MirrorCopier::CopyRun(uint64_t offset, uint
     dirty_.Mark(offset, length);
     return Failure{Side::kTarget, wrote};
   }
+  NoteWritten(offset, length, zero);
+  return std::nullopt;
+}
+
+void MirrorCopier::NoteWritten(uint64_t offset, uint64_t length, bool zero) {
   const Interval range = Interval::right_open(offset, offset + length);
   MutexLock lock(&mu_);
   done_ += range;
@@ -151,7 +156,6 @@ std::optional<MirrorCopier::Failure> MirrorCopier::CopyRun(uint64_t offset, uint
   } else {
     target_zero_ -= range;
   }
-  return std::nullopt;
 }
 
 Status MirrorCopier::ZeroTarget(uint64_t offset, uint64_t length) {
@@ -183,14 +187,7 @@ Status MirrorCopier::WriteTarget(const uint8_t* data, uint64_t offset, uint64_t 
     THINSIM_RETURN_IF_ERROR(s);
     done += step;
   }
-  const Interval range = Interval::right_open(offset, offset + length);
-  MutexLock lock(&mu_);
-  done_ += range;
-  if (data != nullptr) {
-    target_zero_ -= range;
-  } else {
-    target_zero_ += range;
-  }
+  NoteWritten(offset, length, /*zero=*/data == nullptr);
   return Status::OK();
 }
 

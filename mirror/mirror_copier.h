@@ -150,6 +150,8 @@ class MirrorCopier final : public RequestObserver {
   // Zeroes on the target: fast if it can, else a plain zero, else zero bytes.
   Status ZeroTarget(uint64_t offset, uint64_t length);
   bool TargetReadsZero(uint64_t offset, uint64_t length) const EXCLUDES(mu_);
+  // The target now holds [offset, offset + length): done, and zero or not.
+  void NoteWritten(uint64_t offset, uint64_t length, bool zero) EXCLUDES(mu_);
   struct Run {
     uint64_t offset = 0;
     uint64_t length = 0;
