@@ -970,10 +970,16 @@ class EventLoop {
       }
       if (Clock::now() - last_report > std::chrono::seconds(5)) {
         last_report = Clock::now();
+        size_t model_ops;
+        {
+          // The snapshot thread adds ops to the model too.
+          std::lock_guard<std::mutex> lock(model_mu);
+          model_ops = model.nr_ops();
+        }
         Log("io: %llu reads, %llu writes, %llu zeroes, %llu trims, %llu gen writes (gen %llu); model ops %zu",
             (unsigned long long)stats_.n[0], (unsigned long long)stats_.n[1],
             (unsigned long long)(stats_.n[2] + stats_.n[3] + stats_.n[4]), (unsigned long long)stats_.n[5],
-            (unsigned long long)stats_.n[8], (unsigned long long)gen_, model.nr_ops());
+            (unsigned long long)stats_.n[8], (unsigned long long)gen_, model_ops);
       }
     }
   }
