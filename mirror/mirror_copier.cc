@@ -44,6 +44,12 @@ Status MirrorCopier::Check(uint64_t volume_size, const NbdTarget::Info& target, 
   return Status::OK();
 }
 
+Status MirrorCopier::CheckWriteBlocking(uint32_t pool_block_size, const NbdTarget::Info& target) {
+  if (target.min_block <= pool_block_size) return Status::OK();
+  return Status::Invalid("write-blocking mode needs the target's minimum block size " + Bytes(target.min_block) +
+                         " to be no larger than the pool's block size " + Bytes(pool_block_size));
+}
+
 MirrorCopier::MirrorCopier(Pool* pool, std::shared_ptr<Volume> volume, std::unique_ptr<NbdTarget> target,
                            Options options)
     : pool_(pool),
@@ -227,13 +233,32 @@ Status MirrorCopier::AfterChange(const ChangeRequest& request, const Status& res
   return Status::OK();
 }
 
+Status MirrorCopier::WriteThroughTarget(const ChangeRequest& request, uint64_t* offset, uint64_t* length) {
+  const uint64_t align = target_->info().min_block;
+  const uint64_t end = request.offset + request.length;
+  const uint64_t first = request.offset / align * align;
+  const uint64_t last = std::min((end + align - 1) / align * align, target_->info().size);
+  if ((first == request.offset && last == end) || request.applied == nullptr) {
+    *offset = request.offset;
+    *length = request.length;
+    return WriteTarget(request.kind == ChangeRequest::Kind::kWrite ? request.data : nullptr, *offset, *length);
+  }
+  // The target takes whole blocks only: the request's bytes and the
+  // volume's around them (CheckWriteBlocking: within its pool blocks).
+  std::vector<uint8_t> whole(last - first);
+  THINSIM_RETURN_IF_ERROR(request.applied->Read(whole.data(), whole.size(), first));
+  *offset = first;
+  *length = whole.size();
+  return WriteTarget(whole.data(), first, whole.size());
+}
+
 void MirrorCopier::WriteThrough(const ChangeRequest& request) {
-  const uint8_t* data = request.kind == ChangeRequest::Kind::kWrite ? request.data : nullptr;
-  Status s = WriteTarget(data, request.offset, request.length);
+  uint64_t offset = 0, length = 0;
+  Status s = WriteThroughTarget(request, &offset, &length);
   if (s.ok()) {
-    // Granules the request wrote whole now hold the same bytes on both
-    // sides; Clear rounds in, leaving the partly written ones as they were.
-    dirty_.Clear(request.offset, request.length);
+    // Granules written whole now hold the same bytes on both sides; Clear
+    // rounds in, leaving the partly written ones as they were.
+    dirty_.Clear(offset, length);
     return;
   }
   dirty_.Mark(request.offset, request.length);

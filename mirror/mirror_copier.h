@@ -28,7 +28,9 @@
 //
 // Write-blocking mode (a client's write is acknowledged only once the target
 // has it): AfterChange writes the request's own bytes (or zeroes, for zero
-// and trim) to the target, after any copy in flight over them, and clears
+// and trim) to the target, after any copy in flight over them - widened to
+// whole blocks of the target's minimum block size, with the volume's bytes
+// around the request, where the target takes nothing smaller - and clears
 // the granules the request covered entirely; a granule it covers only in
 // part keeps its state (dirty ones are left to the background copy; clean
 // ones stay in sync, as the same bytes changed on both sides). The job's
@@ -90,6 +92,12 @@ class MirrorCopier final : public RequestObserver {
   // or smaller than the target's preferred block size (named both), a
   // read-only target. OK otherwise.
   static Status Check(uint64_t volume_size, const NbdTarget::Info& target, const Options& options);
+  // Why write-blocking mode cannot run onto `target`: a minimum block size
+  // larger than the pool's block size (both named). A write-through widens
+  // an unaligned request to whole target blocks with the volume's bytes
+  // around it, read back from the request's own range-locked pool blocks
+  // (ChangeRequest::applied), which must therefore contain them.
+  static Status CheckWriteBlocking(uint32_t pool_block_size, const NbdTarget::Info& target);
 
   // REQUIRES: Check passed; options.granularity resolved (non-zero).
   MirrorCopier(Pool* pool, std::shared_ptr<Volume> volume, std::unique_ptr<NbdTarget> target, Options options);
@@ -164,6 +172,9 @@ class MirrorCopier final : public RequestObserver {
   std::optional<Failure> CopyRun(uint64_t offset, uint64_t length);
   // A write-blocking request's target write, and what it means for the bits.
   void WriteThrough(const ChangeRequest& request) EXCLUDES(mu_);
+  // The target write itself, over [*offset, *offset + *length): the
+  // request's range, or the whole target blocks around it (see above).
+  Status WriteThroughTarget(const ChangeRequest& request, uint64_t* offset, uint64_t* length) EXCLUDES(mu_);
   // Something became dirty: wakes the job if it asked (WakeOnNextChange).
   void Dirtied();
 

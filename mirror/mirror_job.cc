@@ -36,6 +36,17 @@ Status CheckBitmapArgs(BitmapRegistry* bitmaps, const MirrorOptions& o, std::sha
   return Status::OK();
 }
 
+// iotest 041's "mirror to self": a target that is the source volume itself
+// (the same running pool - its instance_id in the export's description -
+// and the same export, however the URI spells it) would copy every block
+// onto itself, and a write-blocking write would wait for itself.
+Status RefuseOwnSource(const Pool& pool, const std::string& volume, const NbdTarget& target) {
+  const NbdTarget::Info& t = target.info();
+  if (t.export_name != volume || t.description.find(pool.instance_id()) == std::string::npos) return Status::OK();
+  return Status::Invalid("mirror target '" + target.uri() + "' is the source volume '" + volume +
+                         "' itself: mirror onto another export");
+}
+
 }  // namespace
 
 std::string_view BitmapModeName(BitmapMode mode) {
@@ -83,12 +94,16 @@ Status MirrorJob::Create(Pool* pool, BitmapRegistry* bitmaps, MirrorOptions opti
   if (options.granularity == 0) options.granularity = pool->block_size();
   std::unique_ptr<NbdTarget> target;
   THINSIM_RETURN_IF_ERROR(NbdTarget::Connect(options.target, 4, &target));
+  THINSIM_RETURN_IF_ERROR(RefuseOwnSource(*pool, options.volume, *target));
   MirrorCopier::Options copy;
   copy.granularity = options.granularity;
   copy.buf_size = std::max<uint64_t>(options.buf_size, options.granularity);  // rounded up, as QEMU's
   copy.target_is_zero = options.target_is_zero;
   copy.copy_mode = options.copy_mode;
   THINSIM_RETURN_IF_ERROR(MirrorCopier::Check(info.size, target->info(), copy));
+  if (copy.copy_mode == CopyMode::kWriteBlocking) {
+    THINSIM_RETURN_IF_ERROR(MirrorCopier::CheckWriteBlocking(pool->block_size(), target->info()));
+  }
   std::shared_ptr<Volume> volume;
   THINSIM_RETURN_IF_ERROR(pool->OpenVolume(options.volume, /*writable=*/false, &volume));
   auto copier = std::make_shared<MirrorCopier>(pool, volume, std::move(target), copy);
@@ -252,6 +267,9 @@ Status MirrorJob::OnChange(const nlohmann::json& args) {
   THINSIM_RETURN_IF_ERROR(ParseCopyMode(args["copy-mode"].get<std::string>(), &mode));
   if (mode == CopyMode::kBackground && copier_->copy_mode() == CopyMode::kWriteBlocking) {
     return Status::Invalid("job-change: a mirror changes from background to write-blocking only");
+  }
+  if (mode == CopyMode::kWriteBlocking) {
+    THINSIM_RETURN_IF_ERROR(MirrorCopier::CheckWriteBlocking(pool_->block_size(), copier_->target().info()));
   }
   copier_->set_copy_mode(mode);
   Wake();  // a ready job may be actively synced from now on

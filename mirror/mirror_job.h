@@ -67,8 +67,9 @@ class MirrorJob final : public Job {
  public:
   // Checks everything that can be checked before the job exists - the
   // volume, the bitmap (incremental needs one; others refuse one), the
-  // target (reachable, the volume's size, a granularity no smaller than its
-  // preferred block size: the message names both) - connects to the target
+  // target (reachable, not the volume itself, the volume's size, a
+  // granularity no smaller than its preferred block size: the message names
+  // both) - connects to the target
   // and opens the volume. The job copies nothing until the registry starts
   // it. `job.volumes` is set to the volume.
   static Status Create(Pool* pool, BitmapRegistry* bitmaps, MirrorOptions options, JobOptions job,

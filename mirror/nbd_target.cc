@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <utility>
 
@@ -41,7 +42,8 @@ std::string NbdReason() {
 Status Open(const std::string& uri, nbd_handle** out) {
   nbd_handle* h = nbd_create();
   if (h == nullptr) return Status::IOError("cannot create a libnbd handle: " + NbdReason());
-  if (nbd_add_meta_context(h, LIBNBD_CONTEXT_BASE_ALLOCATION) == -1 || nbd_set_request_block_size(h, true) == -1) {
+  if (nbd_add_meta_context(h, LIBNBD_CONTEXT_BASE_ALLOCATION) == -1 || nbd_set_request_block_size(h, true) == -1 ||
+      nbd_set_full_info(h, true) == -1) {
     Status s = Status::IOError("libnbd setup for '" + uri + "': " + NbdReason());
     nbd_close(h);
     return s;
@@ -62,6 +64,13 @@ uint64_t BlockSize(nbd_handle* h, int which, uint64_t none) {
   return v > 0 ? static_cast<uint64_t>(v) : none;
 }
 
+// A string libnbd returns in malloc'd memory, or "" for none.
+std::string OwnedString(char* s) {
+  std::string out = s != nullptr ? s : "";
+  std::free(s);
+  return out;
+}
+
 NbdTarget::Info InfoOf(nbd_handle* h) {
   NbdTarget::Info i;
   int64_t size = nbd_get_size(h);
@@ -76,6 +85,9 @@ NbdTarget::Info InfoOf(nbd_handle* h) {
   i.can_fast_zero = nbd_can_fast_zero(h) == 1;
   i.can_multi_conn = nbd_can_multi_conn(h) == 1;
   i.base_allocation = nbd_can_meta_context(h, LIBNBD_CONTEXT_BASE_ALLOCATION) == 1;
+  i.export_name = OwnedString(nbd_get_canonical_export_name(h));
+  if (i.export_name.empty()) i.export_name = OwnedString(nbd_get_export_name(h));
+  i.description = OwnedString(nbd_get_export_description(h));
   return i;
 }
 

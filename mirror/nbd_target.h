@@ -57,6 +57,12 @@ class NbdTarget {
     bool can_fast_zero = false;
     bool can_multi_conn = false;
     bool base_allocation = false;  // block status answers holes and zeroes
+    // The export's name as the server reports it (a default export "" by
+    // its real name), else the URI's; and its description, "" when none.
+    // A thinsim server's description names its pool instance
+    // (Pool::instance_id), which is how a mirror recognises its own source.
+    std::string export_name;
+    std::string description;
   };
 
   // Connects to `uri`: `connections` handles if the server advertises

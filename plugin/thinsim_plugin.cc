@@ -41,6 +41,7 @@ bool control_path_is_default = false;
 struct Handle {
   std::shared_ptr<thinsim::Volume> volume;
   bool writable;
+  std::string name;  // the volume's, never "" (the default export resolved)
 };
 
 int Fail(const Status& s) {
@@ -177,16 +178,35 @@ void thinsim_unload() {
 
 // ---- Exports and connections ------------------------------------------------
 
+// What an export is, and which running pool serves it: the pool's
+// instance_id lets a mirror job tell that a target URI leads back to its own
+// source volume (MirrorJob::Create), whatever the URI's spelling.
+std::string ExportDescription(const thinsim::VolumeInfo& v) {
+  std::string kind = v.origin ? std::string(v.read_only ? "read-only snapshot of " : "snapshot of ") + *v.origin
+                              : std::string(v.read_only ? "read-only volume" : "volume");
+  return kind + "; thinsim pool " + pool->instance_id();
+}
+
 int thinsim_list_exports(int /*readonly*/, int /*is_tls*/, struct nbdkit_exports* exports) {
   return Guard([&] {
     for (const thinsim::VolumeInfo& v : pool->QueryVolumes()) {
-      std::string desc = v.origin ? std::string(v.read_only ? "read-only snapshot of " : "snapshot of ") +
-                                        *v.origin
-                                  : std::string(v.read_only ? "read-only volume" : "volume");
-      if (nbdkit_add_export(exports, v.name.c_str(), desc.c_str()) == -1) return -1;
+      if (nbdkit_add_export(exports, v.name.c_str(), ExportDescription(v).c_str()) == -1) return -1;
     }
     return 0;
   });
+}
+
+// Sent to a client that asks (NBD_INFO_DESCRIPTION).
+const char* thinsim_export_description(void* handle) {
+  const char* out = nullptr;
+  Guard([&] {
+    thinsim::VolumeInfo info;
+    Status s = pool->QueryVolume(H(handle)->name, &info);
+    if (!s.ok()) return Fail(s);
+    out = nbdkit_strdup_intern(ExportDescription(info).c_str());
+    return out == nullptr ? -1 : 0;
+  });
+  return out;
 }
 
 // The default export "" is the oldest volume.
@@ -213,7 +233,7 @@ void* thinsim_open(int readonly) {
       s = pool->OpenVolume(name, writable, &volume);
     }
     if (!s.ok()) return Fail(s);
-    h = new Handle{std::move(volume), writable};
+    h = new Handle{std::move(volume), writable, name};
     return 0;
   });
   return h;
@@ -346,6 +366,7 @@ nbdkit_plugin CreatePlugin() {
   p.unload = thinsim_unload;
   p.list_exports = thinsim_list_exports;
   p.default_export = thinsim_default_export;
+  p.export_description = thinsim_export_description;
   p.open = thinsim_open;
   p.close = thinsim_close;
   p.get_size = thinsim_get_size;

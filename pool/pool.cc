@@ -11,8 +11,10 @@
 #include <algorithm>
 #include <cassert>
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <mutex>
+#include <random>
 #include <set>
 
 #include "metadata/journal.h"
@@ -24,6 +26,16 @@
 namespace thinsim {
 
 namespace {
+
+// Pool::instance_id(): 64 random bits, enough that two running pools never
+// draw the same.
+std::string RandomInstanceId() {
+  std::random_device rd;
+  uint64_t v = (static_cast<uint64_t>(rd()) << 32) ^ rd();
+  char hex[17];
+  std::snprintf(hex, sizeof hex, "%016llx", static_cast<unsigned long long>(v));
+  return hex;
+}
 
 // The chunk-pointer array costs 8 bytes per 64 vblocks; cap it at 256 MiB.
 constexpr vblock_t kMaxVolumeBlocks = vblock_t{1} << 31;
@@ -90,7 +102,7 @@ Status Pool::Open(const PoolOptions& o, std::unique_ptr<Pool>* out) {
 
 Pool::Pool(const PoolOptions& options, std::unique_ptr<DataStore> store,
            std::unique_ptr<metadata::PoolDirLock> dir_lock)
-    : block_size_(options.block_size), options_(options),
+    : block_size_(options.block_size), instance_id_(RandomInstanceId()), options_(options),
       store_(options.wrap_store ? options.wrap_store(std::move(store)) : std::move(store)),
       dir_lock_(std::move(dir_lock)),
       space_policy_(options.when_full, options.low_water_percent),

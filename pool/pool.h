@@ -176,6 +176,11 @@ class Pool {
   Pool& operator=(const Pool&) = delete;
 
   uint32_t block_size() const { return block_size_; }
+  // A random token chosen when this Pool object was made (16 hex digits),
+  // the same for the life of the process and different in every other
+  // one: it tells an export of this running pool from an export of any
+  // other, so that a mirror can refuse a target that is its own source.
+  const std::string& instance_id() const { return instance_id_; }
 
   // Receives events, in the order they happen. It is called with meta_mu_
   // held (from inside data and control operations): it must not call back
@@ -386,6 +391,8 @@ class Pool {
                     bool fast, bool gated = true);
   struct Span;
   Span SpanOf(uint64_t len, uint64_t offset, Intent intent) const;
+  // A span's blocks for its observers' AfterChange (ChangeRequest::applied).
+  class SpanBytes;
   // REQUIRES: v.io_gate held shared and the span's blocks range-locked
   // exclusively (ApplyRange). ApplyObserved calls v's observers around
   // ApplyHeld, which plans, allocates, moves data and installs.
@@ -486,6 +493,7 @@ class Pool {
   void PublishLocked(const std::optional<PoolEvent>& event) REQUIRES(meta_mu_);
 
   const uint32_t block_size_;
+  const std::string instance_id_;
   const PoolOptions options_;
   const std::unique_ptr<DataStore> store_;
   const std::unique_ptr<metadata::PoolDirLock> dir_lock_;  // DIR's lock; null in memory

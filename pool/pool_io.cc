@@ -297,8 +297,27 @@ Status Pool::ApplyRange(Volume& v, uint64_t len, uint64_t offset, Intent intent,
   return ApplyObserved(v, span, intent, src, fast);
 }
 
+class Pool::SpanBytes final : public AppliedBytes {
+ public:
+  SpanBytes(Pool* pool, Volume& v, const Span& span) : pool_(pool), v_(v), span_(span) {}
+  Status Read(void* buf, uint64_t length, uint64_t offset) const override {
+    const uint64_t bs = pool_->block_size_;
+    if (offset < span_.first * bs || offset + length > (span_.last + 1) * bs || length == 0) {
+      return Status::Invalid("a read of the applied bytes outside the request's blocks");
+    }
+    THINSIM_RETURN_IF_ERROR(pool_->CheckRange(v_, length, offset));
+    return pool_->ReadHeld(v_, buf, length, offset);  // the request holds the range lock
+  }
+
+ private:
+  Pool* const pool_;
+  Volume& v_;
+  const Span& span_;
+};
+
 Status Pool::ApplyObserved(Volume& v, const Span& span, Intent intent, const uint8_t* src, bool fast) {
-  ChangeRequest request{ChangeKindOf(intent), span.offset, span.len, src};
+  SpanBytes applied(this, v, span);
+  ChangeRequest request{ChangeKindOf(intent), span.offset, span.len, src, &applied};
   if (intent == Intent::kTrim) {
     request.offset = span.unmap_first * block_size_;
     request.length = (span.unmap_end - span.unmap_first) * block_size_;

@@ -27,7 +27,11 @@
 // zero-length request, a read-only volume) reaches no observer.
 //
 // An observer must not write to its volume or attach or detach observers
-// from these calls: it would wait for itself.
+// from these calls: it would wait for itself. Nor can it read the volume
+// through the Pool (the range lock again); in AfterChange it reads the
+// request's own blocks, as the request left them, through
+// `ChangeRequest::applied` (a write-blocking mirror whose target takes only
+// whole blocks of its own fills the rest of them so).
 //
 // A third call, VolumeSize, tells an observer the volume's size: when it is
 // attached and after every resize, with the volume's io_gate held
@@ -47,6 +51,19 @@
 
 namespace thinsim {
 
+// The bytes of the pool blocks a request covers (its offset and length
+// rounded out to the pool's block size), as they are once it applied.
+class AppliedBytes {
+ public:
+  // Reads [offset, offset+length), which must lie within those blocks and
+  // the volume (Invalid otherwise). For AfterChange of a request that
+  // succeeded only.
+  virtual Status Read(void* buf, uint64_t length, uint64_t offset) const = 0;
+
+ protected:
+  ~AppliedBytes() = default;
+};
+
 struct ChangeRequest {
   enum class Kind {
     kWrite,      // `data` holds `length` bytes
@@ -58,6 +75,7 @@ struct ChangeRequest {
   uint64_t offset;  // bytes
   uint64_t length;
   const uint8_t* data;  // kWrite only; valid for the duration of the calls
+  const AppliedBytes* applied = nullptr;  // valid for the duration of the calls
 };
 
 class RequestObserver {

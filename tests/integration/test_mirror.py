@@ -2,11 +2,11 @@
 """Mirror jobs (SPEC section 13) as a user runs them: `thinsim mirror VOLUME
 URI --wait` onto real NBD servers - nbdkit's memory plugin and qemu-nbd
 serving a qcow2 image - then the target read back over NBD must equal the
-volume; an incremental mirror of a bitmap onto the previous copy; a
+volume, and `cmp` of `nbdcopy` images and `qemu-img compare` must agree; an incremental mirror of a bitmap onto the previous copy; a
 write-blocking mirror whose target equals the volume after every write,
 without waiting for any copy; `thinsim jobs` and `thinsim job complete`; a
 granularity below the target's preferred block size refused with both
-sizes named; --json progress lines."""
+sizes named; a mirror onto its own source refused; --json progress lines."""
 
 import json
 import os
@@ -72,6 +72,20 @@ class Mirror(lib.TestCase):
             off = rng.randrange(0, VOL - 1)
             h.pwrite(bytes([rng.randrange(1, 256)]) * rng.randint(1, min(max_len, VOL - off)), off)
 
+    def assert_same_image(self, target_uri, export="v"):
+        """The target equals the volume as standard tools see them: `cmp` of
+        `nbdcopy` images of both, and `qemu-img compare` of the two exports."""
+        images = []
+        for i, uri in enumerate((self.srv.uri(export), target_uri)):
+            images.append(os.path.join(self.tmp, "image%d.raw" % i))
+            lib.run(["nbdcopy", uri, images[-1]], check=True)
+        r = lib.run(["cmp", images[0], images[1]])
+        self.assertEqual(r.returncode, 0, "cmp of the nbdcopy images: " + r.stdout + r.stderr)
+        r = lib.run(["qemu-img", "compare", "-f", "raw", "-F", "raw", self.srv.uri(export), target_uri])
+        self.assertEqual(r.returncode, 0, "qemu-img compare: " + r.stdout + r.stderr)
+        for image in images:
+            os.unlink(image)
+
     def volume(self):
         h = self.srv.connect("v")
         data = h.pread(VOL, 0)
@@ -87,6 +101,7 @@ class Mirror(lib.TestCase):
         r = self.srv.cli_run("mirror", "v", mem.uri, "--wait", json_output=False)
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertEqual(mem.read(), self.volume())
+        self.assert_same_image(mem.uri)
         self.assertEqual(self.srv.cli("jobs"), [])  # --wait dismissed it
 
         image = os.path.join(self.tmp, "t.qcow2")
@@ -99,6 +114,7 @@ class Mirror(lib.TestCase):
         self.assertTrue(lines and all("current-progress" in line for line in lines))
         self.assertEqual(lines[-1]["status"], "concluded")
         self.assertEqual(qcow.read(), self.volume())
+        self.assert_same_image(qcow.uri)
 
     def test_incremental_mirror_of_a_bitmap_onto_the_last_copy(self):
         h = self.srv.connect("v")
@@ -119,6 +135,7 @@ class Mirror(lib.TestCase):
             self.assertEqual(mem.read(), self.volume(), "round %d" % rnd)
             self.assertEqual(self.srv.cli("bitmap", "ls", "v")[0]["count"], 0)  # on-success cleared it
         self.srv.disconnect(h)
+        self.assert_same_image(mem.uri)
 
     def test_write_blocking_keeps_the_target_equal_after_every_write(self):
         mem = self.memory_target()
@@ -144,6 +161,8 @@ class Mirror(lib.TestCase):
             self.assertLess(time.monotonic(), deadline, "the job did not end")
             time.sleep(0.05)
         self.assertEqual(mem.read(), h.pread(VOL, 0))
+        self.srv.disconnect(h)
+        self.assert_same_image(mem.uri)
 
     def test_a_thinsim_target_pool_that_fills_pauses_the_job_until_it_grows(self):
         """iotest 248 with a thinsim target: ENOSPC under on-target-error=enospc
@@ -171,6 +190,8 @@ class Mirror(lib.TestCase):
             time.sleep(0.05)
         t = tgt.connect("t")
         self.assertEqual(t.pread(VOL, 0), self.volume())
+        tgt.disconnect(t)
+        self.assert_same_image(uri)
 
     def test_refusals_name_what_is_wrong(self):
         mem = self.memory_target("--filter=blocksize-policy", "blocksize-preferred=256K")
@@ -185,6 +206,24 @@ class Mirror(lib.TestCase):
         self.assertNotEqual(r.returncode, 0)
         self.assertIn("needs a bitmap", r.stderr)
         self.assertEqual(self.srv.cli("jobs"), [])
+
+    def test_mirror_onto_its_own_source_is_refused_and_onto_a_sibling_volume_works(self):
+        """iotest 041's mirror to self, however the URI names the export (the
+        default export "" is v here), while another volume of the same
+        server is a target like any other."""
+        h = self.srv.connect("v")
+        self.write_random(h, random.Random(5), 20)
+        h.flush()
+        self.srv.disconnect(h)
+        for uri in ("nbd+unix:///v?socket=" + self.srv.sock, "nbd+unix:///?socket=" + self.srv.sock):
+            r = self.srv.cli_run("mirror", "v", uri, json_output=False)
+            self.assertNotEqual(r.returncode, 0, uri)
+            self.assertIn("is the source volume 'v' itself", r.stderr)
+        self.assertEqual(self.srv.cli("jobs"), [])
+        self.srv.cli("create", "w", "8M")
+        r = self.srv.cli_run("mirror", "v", "nbd+unix:///w?socket=" + self.srv.sock, "--wait", json_output=False)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assert_same_image(self.srv.uri("w"))
 
 
 if __name__ == "__main__":
