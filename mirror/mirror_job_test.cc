@@ -1,8 +1,10 @@
 // Tests of MirrorJob through a JobRegistry, after QEMU's iotests 041, 151
 // and 248: complete and cancel before and after READY, write-blocking
 // writes with the target equal at every point, incremental bitmaps and
-// their bitmap-mode (the whole bitmap-mode x outcome matrix), a target filling with ENOSPC that pauses the job until
-// it is resumed, and the refusals (size, granularity, bitmap arguments).
+// their bitmap-mode (the whole bitmap-mode x outcome matrix), a target
+// filling with ENOSPC that pauses the job until it is resumed, and the
+// refusals (size, granularity, bitmap arguments, write-blocking onto blocks
+// larger than the pool's).
 // Targets are real nbdkit servers (memory plugin; the error filter's
 // error-pwrite-file turns ENOSPC on and off).
 #include "mirror/mirror_job.h"
@@ -39,6 +41,35 @@ class MirrorJobTest : public testing::MirrorFixture {
     registry_.reset();  // cancels and joins every job first
     job_.reset();       // its connections close before the server stops
     MirrorFixture::TearDown();
+    if (!trigger_dir_.empty()) {
+      std::remove((trigger_dir_ + "/trigger").c_str());
+      rmdir(trigger_dir_.c_str());
+    }
+  }
+  // Serves an nbdkit memory target whose writes fail with `error` (an errno
+  // name) while the returned file exists (the error filter's
+  // error-pwrite-file); TearDown removes it.
+  std::string ServeFailingWhileTriggered(const std::string& error) {
+    char tmpl[] = "/tmp/thinsim-trigger-XXXXXX";
+    EXPECT_NE(mkdtemp(tmpl), nullptr);
+    trigger_dir_ = tmpl;
+    const std::string trigger = trigger_dir_ + "/trigger";
+    Serve({"--filter=error", "memory", "4M", "error-pwrite=" + error, "error-pwrite-rate=1",
+           "error-pwrite-file=" + trigger});
+    return trigger;
+  }
+  // Waits (5 s at most) until the last job is actively synced; whether it is.
+  bool WaitActivelySynced() {
+    for (int i = 0; i < 500 && !Info().fields["actively-synced"].get<bool>(); ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    return Info().fields["actively-synced"].get<bool>();
+  }
+  // Waits (5 s at most) until the last job has copied `bytes`.
+  void WaitForProgress(uint64_t bytes) {
+    for (int i = 0; i < 2500 && Info().current_progress < bytes; ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    }
   }
   MirrorOptions Options(SyncMode sync = SyncMode::kFull) {
     MirrorOptions o;
@@ -88,6 +119,7 @@ class MirrorJobTest : public testing::MirrorFixture {
   std::shared_ptr<MirrorJob> job_;
   std::mutex events_mu_;
   std::vector<std::string> events_;
+  std::string trigger_dir_;  // ServeFailingWhileTriggered's
 };
 
 TEST_F(MirrorJobTest, FullMirrorGoesReadyAndCompletesWithTheTargetEqual) {
@@ -155,10 +187,7 @@ TEST_F(MirrorJobTest, WriteBlockingIsActivelySyncedAndKeepsTheTargetEqual) {
   ASSERT_TRUE(job_->WaitForStatus(JobStatus::kReady));
   EXPECT_FALSE(Info().fields["actively-synced"].get<bool>());
   ASSERT_OK(registry_->Verb(id, JobVerb::kChange, JobVerbArgs{false, 0, {{"copy-mode", "write-blocking"}}}));
-  for (int i = 0; i < 200 && !Info().fields["actively-synced"].get<bool>(); ++i) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  }
-  EXPECT_TRUE(Info().fields["actively-synced"].get<bool>());
+  EXPECT_TRUE(WaitActivelySynced());
   Write(5000, 10, 'x');
   EXPECT_EQ(Target(), Source());  // no copy step needed: the write went through
   ASSERT_OK(pool_->Zero(*v_, 64 << 10, 0, Pool::kMayTrim));
@@ -179,10 +208,7 @@ TEST_F(MirrorJobTest, WriteBlockingWidensUnalignedWritesToTheTargetsMinimumBlock
   MirrorOptions o = Options();
   o.copy_mode = CopyMode::kWriteBlocking;
   Start(o);
-  for (int i = 0; i < 500 && !Info().fields["actively-synced"].get<bool>(); ++i) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  }
-  ASSERT_TRUE(Info().fields["actively-synced"].get<bool>());
+  ASSERT_TRUE(WaitActivelySynced());
   Write(5000, 10, 'x');
   EXPECT_EQ(Target(), Source());
   Write(3 * 4096 + 1, 9000, 'y');  // three target blocks, both edges partial
@@ -251,11 +277,7 @@ TEST_F(MirrorJobTest, BitmapModeNeverLeavesTheBitmapAfterSuccess) {
 }
 
 TEST_F(MirrorJobTest, BitmapModeAlwaysClearsWhatWasCopiedWhenTheJobFails) {
-  char tmpl[] = "/tmp/thinsim-eio-XXXXXX";
-  ASSERT_NE(mkdtemp(tmpl), nullptr);
-  const std::string trigger = std::string(tmpl) + "/fail";
-  Serve({"--filter=error", "memory", "4M", "error-pwrite=EIO", "error-pwrite-rate=1",
-         "error-pwrite-file=" + trigger});
+  const std::string trigger = ServeFailingWhileTriggered("EIO");
   AddBitmap("b");
   Write(0, 10, 'a');        // granule 0
   Write(2 << 20, 10, 'b');  // granule 32
@@ -266,17 +288,13 @@ TEST_F(MirrorJobTest, BitmapModeAlwaysClearsWhatWasCopiedWhenTheJobFails) {
   JobOptions job;
   job.speed = 64 << 10;  // a second between the steps
   std::string id = Start(o, job);
-  for (int i = 0; i < 500 && Info().current_progress < (64u << 10); ++i) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(2));
-  }
+  WaitForProgress(64 << 10);
   ASSERT_EQ(Info().current_progress, 64u << 10);
   std::ofstream(trigger).put('x');  // the second granule's write fails: the job fails
   job_->WaitFinished();
   EXPECT_FALSE(Info().error.empty());
   EXPECT_EQ(BitmapDirty("b"), boost::icl::interval_set<uint64_t>(
                                   boost::icl::interval<uint64_t>::right_open(2 << 20, (2 << 20) + (64 << 10))));
-  std::remove(trigger.c_str());
-  rmdir(tmpl);
 }
 
 // The bitmap-sync-mirror matrix of the 2024 series (seed 004, after QEMU's
@@ -322,11 +340,7 @@ class BitmapSyncMatrixTest : public MirrorJobTest, public ::testing::WithParamIn
 
 TEST_P(BitmapSyncMatrixTest, DirtyCountsAfterEachStepAndTheResumedTargetEqual) {
   const MatrixCell& cell = GetParam();
-  char tmpl[] = "/tmp/thinsim-matrix-XXXXXX";
-  ASSERT_NE(mkdtemp(tmpl), nullptr);
-  const std::string trigger = std::string(tmpl) + "/fail";
-  Serve({"--filter=error", "memory", "4M", "error-pwrite=EIO", "error-pwrite-rate=1",
-         "error-pwrite-file=" + trigger});
+  const std::string trigger = ServeFailingWhileTriggered("EIO");
   AddBitmap("b");
   for (uint64_t g : {0, 8, 32, 50}) Write(g * kGranule, 10, static_cast<uint8_t>('a' + g));
   std::vector<uint64_t> dirty = {DirtyGranules()};
@@ -338,9 +352,7 @@ TEST_P(BitmapSyncMatrixTest, DirtyCountsAfterEachStepAndTheResumedTargetEqual) {
   JobOptions job;
   job.speed = 2 * kGranule;  // half a second between the steps
   std::string id = Start(o, job);
-  for (int i = 0; i < 2500 && Info().current_progress < kGranule; ++i) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(2));
-  }
+  WaitForProgress(kGranule);
   ASSERT_EQ(Info().current_progress, kGranule);  // granule 0 copied, the rest to come
   Write(60 * kGranule, 10, 'w');                 // a write while the job runs
   switch (cell.outcome) {
@@ -373,7 +385,6 @@ TEST_P(BitmapSyncMatrixTest, DirtyCountsAfterEachStepAndTheResumedTargetEqual) {
   EXPECT_EQ(dirty, cell.dirty);
   EXPECT_EQ(resumed, cell.resumed);
   EXPECT_EQ(Target(), Source());
-  rmdir(tmpl);
 }
 
 // Four granules dirty, then a fifth written while the first job runs.
@@ -395,12 +406,8 @@ INSTANTIATE_TEST_SUITE_P(
 
 TEST_F(MirrorJobTest, ATargetFullOfEnospcPausesTheJobUntilResumed) {
   Write(0, kSize, 'f');
-  char tmpl[] = "/tmp/thinsim-enospc-XXXXXX";
-  ASSERT_NE(mkdtemp(tmpl), nullptr);
-  const std::string trigger = std::string(tmpl) + "/full";
-  std::ofstream(trigger).put('x');
-  Serve({"--filter=error", "memory", "4M", "error-pwrite=ENOSPC", "error-pwrite-rate=1",
-         "error-pwrite-file=" + trigger});
+  const std::string trigger = ServeFailingWhileTriggered("ENOSPC");
+  std::ofstream(trigger).put('x');  // full from the start
   JobOptions job;
   job.on_target_error = JobErrorPolicy::kEnospc;
   std::string id = Start(Options(), job);
@@ -412,7 +419,6 @@ TEST_F(MirrorJobTest, ATargetFullOfEnospcPausesTheJobUntilResumed) {
   ASSERT_OK(registry_->Verb(id, JobVerb::kComplete));
   job_->WaitFinished();
   EXPECT_EQ(Target(), Source());
-  rmdir(tmpl);
 }
 
 TEST_F(MirrorJobTest, ATargetThatGoesAwayFailsTheJobOrUnderStopWaitsForResumeAndReconnects) {
